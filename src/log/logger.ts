@@ -1,0 +1,54 @@
+/**
+ * The process-wide logger: pino, writing JSON lines to stderr, or one
+ * human-readable line per record when stderr is a terminal or
+ * VIRTCARD_LOG_FORMAT=text.
+ *
+ * Fields named like secrets are redacted by pino before a record is written,
+ * as a second line of defence: callers must still never pass a PIN or key.
+ */
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+const REDACTED_FIELDS = ['pin', 'password', 'passphrase', 'privateKey', '*.pin', '*.password', '*.passphrase'];
+
+function wantsText(): boolean {
+  const format = process.env['VIRTCARD_LOG_FORMAT'];
+  if (format === 'json') return false;
+  if (format === 'text') return true;
+  return process.stderr.isTTY;
+}
+
+/** Formats one pino record as `HH:MM:SS.mmm LEVEL component: message key=value ...`. */
+function formatText(record: Record<string, unknown>): string {
+  const { time, level, msg, component, pid: _pid, hostname: _hostname, ...rest } = record;
+  const clock = new Date(Number(time)).toISOString().slice(11, 23);
+  const levelName = pino.levels.labels[Number(level)] ?? String(level);
+  const prefix = typeof component === 'string' ? `${component}: ` : '';
+  const fields = Object.entries(rest)
+    .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+    .join(' ');
+  return `${clock} ${levelName.toUpperCase().padEnd(5)} ${prefix}${typeof msg === 'string' ? msg : ''}${fields ? ' ' + fields : ''}\n`;
+}
+
+function createRootLogger(): Logger {
+  const level = process.env['VIRTCARD_LOG_LEVEL'] ?? 'info';
+  const options = { level, redact: { paths: REDACTED_FIELDS, censor: '[redacted]' } };
+
+  if (!wantsText()) return pino(options, pino.destination({ fd: 2, sync: true }));
+
+  const stream = {
+    write(line: string): void {
+      process.stderr.write(formatText(JSON.parse(line) as Record<string, unknown>));
+    },
+  };
+  return pino(options, stream);
+}
+
+/** The root logger; use `logger.child({ component: 'vpcd' })` per module. */
+export const logger: Logger = createRootLogger();
+
+/** Sets the level of the root logger and every child made from it afterwards. */
+export function setLogLevel(level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent'): void {
+  logger.level = level;
+}
