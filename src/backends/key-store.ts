@@ -2,7 +2,7 @@
  * The interface every key backend implements: built-in test identity,
  * PEM/PKCS#12 files, NSS database, or any PKCS#11 token.
  *
- * Private key bytes never leave a key store. The card engine only asks for
+ * Private key bytes never leave a key store. The card engine only requests
  * certificates, PIN checks and private-key operations.
  */
 
@@ -18,7 +18,7 @@ export interface KeySlot {
   readonly modulusBits: number;
 }
 
-/** Why a private-key operation failed; the CAC card maps each reason to a status word. */
+/** Reason a private-key operation failed. The CAC card maps each reason to a status word. */
 export type KeyStoreFailure =
   /** The input does not fit the key (wrong length, value not below the modulus). */
   | 'invalid-input'

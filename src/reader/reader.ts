@@ -19,7 +19,7 @@ export interface ReaderEvents {
 }
 
 /**
- * One card slot as a transport sees it: a name, the ATR of the present card,
+ * One card slot as a transport uses it: a name, the ATR of the present card,
  * power control, and APDU exchange.
  */
 export interface Reader extends EventEmitter<ReaderEvents> {
