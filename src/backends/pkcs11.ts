@@ -28,7 +28,10 @@ export interface Pkcs11TokenOptions {
   libraryParameters?: string;
   /** Label of the token to use (compared without trailing blanks). */
   tokenLabel?: string;
-  /** Index into the list of slots with a token present; used when `tokenLabel` is not set. */
+  /**
+   * Index into the list of slots with a token present, used when `tokenLabel`
+   * is not set. Without both, the first initialized token is used.
+   */
   slotIndex?: number;
   /**
    * CKA_LABEL values of the certificates to present, in card order. Without
@@ -125,6 +128,8 @@ interface CertificateObject {
 
 interface Pkcs11Slot extends KeySlot {
   readonly id: Buffer;
+  /** RSA modulus from the certificate, big-endian without leading zeros; empty for EC keys. */
+  readonly modulus: Buffer;
 }
 
 function trimPadded(text: string): string {
@@ -144,7 +149,8 @@ function describeSlot(label: string, der: Buffer, id: Buffer): Pkcs11Slot {
   }
   // NOTE: EC slots report 0 bits because modulusBits is defined for RSA only.
   const modulusBits = keyType === 'rsa' ? (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) : 0;
-  return { label, certificate: new Uint8Array(der), keyType, modulusBits, id };
+  const modulus = keyType === 'rsa' ? Buffer.from(publicKey.export({ format: 'jwk' }).n ?? '', 'base64url') : Buffer.alloc(0);
+  return { label, certificate: new Uint8Array(der), keyType, modulusBits, modulus, id };
 }
 
 /** A PKCS#11 key store on one read-only session of one token. */
@@ -274,6 +280,10 @@ class Pkcs11KeyStore implements KeyStore {
     if (input.length !== length) {
       throw new KeyStoreError('invalid-input', `Raw RSA input for slot "${slot.label}" is ${input.length} bytes; the modulus is ${length} bytes`);
     }
+    // Checked here because tokens differ: NSS softokn returns CKR_ARGUMENTS_BAD, SoftHSM 2.6 CKR_GENERAL_ERROR.
+    if (Buffer.compare(Buffer.from(input), slot.modulus) >= 0) {
+      throw new KeyStoreError('invalid-input', `Raw RSA input for slot "${slot.label}" is not below the modulus`);
+    }
     if (!this.loggedIn) {
       throw new KeyStoreError('not-logged-in', `Token "${this.tokenLabel}" needs a PIN verification before using the key of "${slot.label}"`);
     }
@@ -294,7 +304,7 @@ class Pkcs11KeyStore implements KeyStore {
   /**
    * Applies CKM_RSA_X_509 with C_Decrypt, as libcacard does with NSS
    * (PK11_PrivDecryptRaw), and falls back to C_Sign for keys that may not
-   * decrypt. NSS softokn 3.87 accepts either call.
+   * decrypt. NSS softokn 3.87 and SoftHSM 2.6.1 accept either call.
    */
   private async rawRsa(index: number, key: Buffer, input: Buffer, length: number): Promise<Buffer> {
     const mechanism = { mechanism: pkcs11js.CKM_RSA_X_509 };
@@ -372,8 +382,12 @@ function initializeModule(module: Pkcs11Types.PKCS11, modulePath: string, librar
 
 function selectSlot(module: Pkcs11Types.PKCS11, options: Pkcs11TokenOptions): { slot: Buffer; tokenLabel: string } {
   const slots = module.C_GetSlotList(true);
-  const tokens = slots.map((slot) => ({ slot, tokenLabel: trimPadded(module.C_GetTokenInfo(slot).label) }));
-  const present = tokens.map((token) => `"${token.tokenLabel}"`).join(', ') || 'none';
+  const tokens = slots.map((slot) => {
+    const info = module.C_GetTokenInfo(slot);
+    return { slot, tokenLabel: trimPadded(info.label), initialized: (info.flags & pkcs11js.CKF_TOKEN_INITIALIZED) !== 0 };
+  });
+  const describeToken = (token: (typeof tokens)[number]): string => `"${token.tokenLabel}"${token.initialized ? '' : ' (not initialized)'}`;
+  const present = tokens.map(describeToken).join(', ') || 'none';
 
   if (options.tokenLabel !== undefined) {
     const match = tokens.find((token) => token.tokenLabel === options.tokenLabel);
@@ -383,7 +397,13 @@ function selectSlot(module: Pkcs11Types.PKCS11, options: Pkcs11TokenOptions): { 
     return match;
   }
 
-  const index = options.slotIndex ?? 0;
+  if (options.slotIndex === undefined) {
+    const first = tokens.find((token) => token.initialized);
+    if (first === undefined) throw new Error(`No initialized token in ${options.modulePath}; tokens present: ${present}`);
+    return first;
+  }
+
+  const index = options.slotIndex;
   const match = tokens[index];
   if (match === undefined) {
     throw new Error(`No token at slot index ${index} in ${options.modulePath}; it has ${tokens.length} slots with a token (${present})`);
