@@ -9,6 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { openKeyFiles, type KeyFileSlot } from '../backends/files.js';
 import type { KeyStore } from '../backends/key-store.js';
 import { openNssDatabase } from '../backends/nss.js';
 import { openPkcs11Token } from '../backends/pkcs11.js';
@@ -48,16 +49,12 @@ export class IdentityOptionsError extends Error {
   }
 }
 
-/** One certificate/key pair for the file backend: PEM files or a PKCS#12 file. */
-export type KeyFileSlot =
-  | { kind: 'pem'; certificateFile: string; keyFile: string }
-  | { kind: 'pkcs12'; file: string };
-
 /** Source of the card's certificates and keys, after the options were checked. */
 export type IdentitySource =
   | { kind: 'nss'; directory: string; nicknames: string[] }
   | { kind: 'pkcs11'; modulePath: string; tokenLabel?: string; labels: string[] }
-  | { kind: 'files'; slots: KeyFileSlot[]; pkcs12PasswordFile?: string }
+  /** Certificate/key pairs first, then PKCS#12 files, each in the order given. */
+  | { kind: 'files'; certificateKeyPairs: Array<{ certificate: string; key: string }>; pkcs12Files: string[]; pkcs12PasswordFile?: string }
   | { kind: 'builtin'; dataDir?: string };
 
 function collect(value: string, previous: string[]): string[] {
@@ -80,9 +77,9 @@ export function addIdentityOptions(command: Command): Command {
     .option('--cert <name>', 'certificate nickname (--nss-db) or CKA_LABEL (--pkcs11-module), one per card applet, in card order; repeatable', collect, [])
     .option('--pkcs11-module <path>', 'PKCS#11 module (shared library) of the token that holds the keys; PIN = token user PIN')
     .option('--token <label>', 'label of the PKCS#11 token to use (default: the first token present)')
-    .option('--cert-file <pem>', 'certificate file (PEM), paired in order with --key-file; repeatable', collect, [])
-    .option('--key-file <pem>', 'private key file (PEM, unencrypted) for the --cert-file at the same position; repeatable', collect, [])
-    .option('--pkcs12 <file>', 'PKCS#12 file with one certificate and its private key; repeatable', collect, [])
+    .option('--cert-file <file>', 'certificate file (PEM or DER), paired in order with --key-file; repeatable', collect, [])
+    .option('--key-file <file>', 'unencrypted private key file (PEM or DER, PKCS#1 or PKCS#8) for the --cert-file at the same position; repeatable', collect, [])
+    .option('--pkcs12 <file>', 'PKCS#12 file with one certificate and its private key; card applets after the --cert-file ones; repeatable', collect, [])
     .option('--pkcs12-password-file <file>', 'file whose first line is the password of every --pkcs12 file')
     .option('--pin-file <file>', `file whose first line is the card PIN (default: $${PIN_VARIABLE}); required for file keys`)
     .addOption(
@@ -141,15 +138,14 @@ export function resolveIdentitySource(options: IdentityOptions): IdentitySource 
         `${options.certFile.length} --cert-file and ${options.keyFile.length} --key-file options given; give one --key-file for each --cert-file`,
       );
     }
-    const slots: KeyFileSlot[] = options.certFile.map((certificateFile, index) => ({
-      kind: 'pem',
-      certificateFile,
-      keyFile: options.keyFile[index] ?? '',
+    const certificateKeyPairs = options.certFile.map((certificate, index) => ({
+      certificate,
+      key: options.keyFile[index] ?? '',
     }));
-    for (const file of options.pkcs12) slots.push({ kind: 'pkcs12', file });
     return {
       kind: 'files',
-      slots,
+      certificateKeyPairs,
+      pkcs12Files: options.pkcs12,
       ...(options.pkcs12PasswordFile === undefined ? {} : { pkcs12PasswordFile: options.pkcs12PasswordFile }),
     };
   }
@@ -205,8 +201,16 @@ export async function openIdentity(options: IdentityOptions): Promise<KeyStore> 
   }
 }
 
-function openFileIdentity(_source: Extract<IdentitySource, { kind: 'files' }>, _pin: string | undefined): Promise<KeyStore> {
-  return Promise.reject(new IdentityOptionsError('PEM and PKCS#12 key files are not supported yet; use --nss-db or --pkcs11-module'));
+async function openFileIdentity(source: Extract<IdentitySource, { kind: 'files' }>, pin: string | undefined): Promise<KeyStore> {
+  if (pin === undefined) {
+    throw new IdentityOptionsError(`key files need a card PIN: put it in a file and add --pin-file FILE, or set ${PIN_VARIABLE}`);
+  }
+  const password =
+    source.pkcs12PasswordFile === undefined ? undefined : await readSecretFile(source.pkcs12PasswordFile, 'PKCS#12 password');
+
+  const slots: KeyFileSlot[] = [...source.certificateKeyPairs];
+  for (const pkcs12 of source.pkcs12Files) slots.push(password === undefined ? { pkcs12 } : { pkcs12, password });
+  return openKeyFiles({ slots, pin });
 }
 
 function openBuiltin(_dataDir: string | undefined, _pin: string | undefined): Promise<KeyStore> {

@@ -8,6 +8,7 @@ import {
   DEFAULT_PIN_RETRIES,
   IdentityOptionsError,
   addIdentityOptions,
+  openIdentity,
   readPin,
   resolveIdentitySource,
   type IdentityOptions,
@@ -61,11 +62,11 @@ test('file slots keep pair order', () => {
   );
   assert.deepEqual(source, {
     kind: 'files',
-    slots: [
-      { kind: 'pem', certificateFile: 'c1.pem', keyFile: 'k1.pem' },
-      { kind: 'pem', certificateFile: 'c2.pem', keyFile: 'k2.pem' },
-      { kind: 'pkcs12', file: 'p.p12' },
+    certificateKeyPairs: [
+      { certificate: 'c1.pem', key: 'k1.pem' },
+      { certificate: 'c2.pem', key: 'k2.pem' },
     ],
+    pkcs12Files: ['p.p12'],
   });
 });
 
@@ -121,5 +122,18 @@ test('PIN from environment', async () => {
   } finally {
     if (previous === undefined) delete process.env['VIRTCARD_PIN'];
     else process.env['VIRTCARD_PIN'] = previous;
+  }
+});
+
+test('key files need a PIN', async () => {
+  const previous = process.env['VIRTCARD_PIN'];
+  delete process.env['VIRTCARD_PIN'];
+  try {
+    await assert.rejects(
+      openIdentity(parse(['--cert-file', 'c.pem', '--key-file', 'k.pem'])),
+      (error: unknown) => error instanceof IdentityOptionsError && /--pin-file FILE/.test(error.message),
+    );
+  } finally {
+    if (previous !== undefined) process.env['VIRTCARD_PIN'] = previous;
   }
 });

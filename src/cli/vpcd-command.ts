@@ -1,0 +1,78 @@
+/**
+ * `virtcard vpcd`: serves the emulated CAC card to the host's pcscd through
+ * vsmartcard's vpcd reader driver until SIGINT or SIGTERM.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { createCacReader } from '../cac/index.js';
+import { logger, setLogLevel } from '../log/logger.js';
+import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, VpcdCard } from '../transports/vpcd.js';
+import { addIdentityOptions, openIdentity, type IdentityOptions } from './identity-options.js';
+
+const log = logger.child({ component: 'cli' });
+
+/** Reader name the card carries inside virtcard; pcscd shows vpcd's own name ("Virtual PCD 00 00"). */
+const READER_NAME = 'virtcard CAC';
+
+interface VpcdCommandOptions extends IdentityOptions {
+  host: string;
+  port: number;
+  verbose?: boolean;
+}
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(`invalid TCP port "${value}": use a whole number from 1 to 65535.`);
+  }
+  return port;
+}
+
+/** Resolves with the name of the first of SIGINT or SIGTERM the process receives. */
+function waitForStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** Opens the identity, builds the CAC card and serves it to vpcd until a stop signal arrives. */
+export async function runVpcd(options: VpcdCommandOptions): Promise<void> {
+  if (options.verbose) setLogLevel('debug');
+
+  // Listen for signals before the slow start-up, so an early Ctrl-C still shuts down cleanly.
+  const stopSignal = waitForStopSignal();
+  const store = await openIdentity(options);
+  try {
+    const reader = createCacReader(READER_NAME, store, { pinRetries: options.pinRetries });
+    log.info(
+      { keys: store.description, certificates: store.slots.map((slot) => slot.label), pinRetries: options.pinRetries },
+      'CAC card ready',
+    );
+
+    const vpcd = new VpcdCard(reader, { host: options.host, port: options.port });
+    vpcd.start();
+    const signal = await stopSignal;
+    log.info({ signal }, 'stopping');
+    await vpcd.stop();
+  } finally {
+    await store.close();
+  }
+}
+
+/** Builds the `vpcd` subcommand. */
+export function vpcdCommand(): Command {
+  const command = new Command('vpcd')
+    .description('serve a virtual CAC card to pcscd through vsmartcard vpcd until SIGINT or SIGTERM')
+    .option('--host <host>', 'host where vpcd listens', VPCD_DEFAULT_HOST)
+    .option('--port <port>', 'TCP port of the vpcd reader (35963 + reader number)', parsePort, VPCD_DEFAULT_PORT)
+    .option('-v, --verbose', 'log connection retries and the header and status word of every APDU');
+  addIdentityOptions(command);
+  return command.action(async (options: VpcdCommandOptions) => {
+    await runVpcd(options);
+  });
+}
