@@ -1,0 +1,326 @@
+/**
+ * The client side of one VSCard connection (what vscclient does between
+ * connect and disconnect): it offers one `Reader` to QEMU's
+ * ccid-card-passthru and responds to the guest's APDUs with it.
+ *
+ * Sequence, as QEMU 7.2 and vscclient run it:
+ *   client Init → host Init → client ReaderRemove (clears a reader left over
+ *   by a previous client) → client ReaderAdd → host Error(SUCCESS, reader id)
+ *   → client ATR if a card is present → host APDUs, each followed by one
+ *   client APDU (or an Error when there is no card).
+ * QEMU acknowledges ReaderAdd, ReaderRemove, ATR and CardRemove with one VSC_Error
+ * each, in order, so the acknowledgements are matched first in, first out.
+ *
+ * The session does no I/O itself: it writes encoded messages through `send`
+ * and the connection feeds it decoded messages.
+ */
+import type { Logger } from '../log/logger.js';
+import { NoCardError, type Reader } from '../reader/reader.js';
+import { ApduTracer } from './apdu-trace.js';
+import { encodeMessage } from './encode.js';
+import {
+  MAX_PAYLOAD_LENGTH,
+  MINIMAL_READER_ID,
+  UNDEFINED_READER_ID,
+  VSCARD_VERSION,
+  VscErrorCode,
+  VscMessageType,
+  errorCodeName,
+  messageTypeName,
+  type VscMessage,
+} from './protocol.js';
+
+/** The client message a VSC_Error from QEMU acknowledges. */
+type Acknowledged = VscMessageType.ReaderAdd | VscMessageType.ReaderRemove | VscMessageType.Atr | VscMessageType.CardRemove;
+
+/** Session state as logged and shown by the `list` command. */
+export type SessionState =
+  /** Init sent, waiting for QEMU's Init. */
+  | 'handshake'
+  /** ReaderAdd sent, waiting for QEMU to accept the reader. */
+  | 'adding-reader'
+  /** QEMU accepted the reader; APDUs are served. */
+  | 'ready'
+  /** QEMU rejected the reader; the session waits for the connection to end. */
+  | 'rejected'
+  /** The reader was removed or the connection ended. */
+  | 'closed';
+
+/** Output sinks for `-d`: APDU lines from level 1, every VSCard message above level 10. */
+export interface SessionTrace {
+  level(): number;
+  write(line: string): void;
+}
+
+export interface ClientSessionOptions {
+  reader: Reader;
+  /** Writes encoded bytes to the connection. */
+  send: (bytes: Uint8Array) => void;
+  log: Logger;
+  trace?: SessionTrace;
+}
+
+/** VSC_SUCCESS as a plain number, for comparing the raw code of a received VSC_Error. */
+const SUCCESS: number = VscErrorCode.Success;
+
+/** Trace level from which every VSCard message is printed, as vscclient's `-d 11`. */
+export const MESSAGE_TRACE_LEVEL = 11;
+
+export class VscClientSession {
+  private state: SessionState = 'handshake';
+  private readerId = UNDEFINED_READER_ID;
+  private cardAnnounced = false;
+  private readonly acknowledgements: Acknowledged[] = [];
+  /** Serialises APDU responses and Flush replies so they leave in arrival order. */
+  private work: Promise<void> = Promise.resolve();
+  private readonly tracer = new ApduTracer();
+  private readonly reader: Reader;
+  private readonly log: Logger;
+
+  private readonly onInsert = (atr: Uint8Array): void => {
+    this.log.info({ atr: hex(atr) }, 'card inserted');
+    if (this.state === 'ready') this.announceCard();
+  };
+
+  private readonly onRemove = (): void => {
+    this.log.info('card removed');
+    if (this.state === 'ready' && this.cardAnnounced) {
+      this.cardAnnounced = false;
+      this.sendMessage({ type: VscMessageType.CardRemove, readerId: this.readerId });
+    }
+  };
+
+  private readonly onClose = (): void => {
+    this.log.info('reader closed');
+    this.removeReader();
+  };
+
+  constructor(private readonly options: ClientSessionOptions) {
+    this.reader = options.reader;
+    this.log = options.log;
+    this.reader.on('insert', this.onInsert);
+    this.reader.on('remove', this.onRemove);
+    this.reader.on('close', this.onClose);
+  }
+
+  /** Current state of the session. */
+  get currentState(): SessionState {
+    return this.state;
+  }
+
+  /** The reader id QEMU assigned, or undefined before QEMU accepted the reader. */
+  get assignedReaderId(): number | undefined {
+    return this.state === 'ready' ? this.readerId : undefined;
+  }
+
+  /** Sends the client's Init, which starts the handshake. */
+  start(): void {
+    this.sendMessage({ type: VscMessageType.Init, readerId: 0, version: VSCARD_VERSION, capabilities: [0] });
+  }
+
+  /** Handles one message from QEMU. */
+  receive(message: VscMessage): void {
+    this.traceMessage('received', message);
+    switch (message.type) {
+      case VscMessageType.Init:
+        this.onHostInit(message.version);
+        break;
+      case VscMessageType.Error:
+        this.onHostError(message.readerId, message.code);
+        break;
+      case VscMessageType.Apdu: {
+        const apdu = message.apdu;
+        this.work = this.work.then(() => this.respondToApdu(apdu));
+        break;
+      }
+      case VscMessageType.Flush:
+        this.work = this.work.then(() => this.sendMessage({ type: VscMessageType.FlushComplete, readerId: message.readerId }));
+        break;
+      default:
+        this.log.warn({ type: messageTypeName(message.type) }, 'ignoring a message only a client sends; is the peer QEMU?');
+    }
+  }
+
+  /**
+   * Says goodbye the way vscclient's `exit` command does: CardRemove if a
+   * card was announced, then ReaderRemove. The connection may close after.
+   */
+  shutdown(): void {
+    this.removeReader();
+  }
+
+  /** Detaches from the reader. Later events and responses are not sent. */
+  dispose(): void {
+    this.reader.off('insert', this.onInsert);
+    this.reader.off('remove', this.onRemove);
+    this.reader.off('close', this.onClose);
+    this.state = 'closed';
+  }
+
+  /** Resolves when every APDU received so far has a response. */
+  idle(): Promise<void> {
+    return this.work;
+  }
+
+  private onHostInit(version: number): void {
+    if (this.state !== 'handshake') {
+      // QEMU as a socket client sends one Init at realize and one in reply to ours.
+      this.log.debug('ignoring a repeated Init from QEMU');
+      return;
+    }
+    if (version !== VSCARD_VERSION) {
+      this.log.warn({ version, expected: VSCARD_VERSION }, 'QEMU speaks another VSCard version; continuing');
+    }
+    this.log.info('handshake complete; announcing the reader');
+    this.state = 'adding-reader';
+    this.sendMessage({ type: VscMessageType.ReaderRemove, readerId: MINIMAL_READER_ID });
+    this.sendMessage({ type: VscMessageType.ReaderAdd, readerId: UNDEFINED_READER_ID, name: this.reader.name });
+  }
+
+  private onHostError(readerId: number, code: number): void {
+    const acknowledged = this.acknowledgements.shift();
+    if (acknowledged === undefined) {
+      // QEMU sends no unsolicited errors, so this is a protocol slip worth a line but no reaction.
+      this.log.warn({ code: errorCodeName(code), readerId }, 'unexpected VSC_Error from QEMU');
+      return;
+    }
+
+    if (acknowledged === VscMessageType.ReaderAdd) {
+      if (this.state !== 'adding-reader') return;
+      if (code !== SUCCESS) {
+        this.state = 'rejected';
+        this.log.error({ code: errorCodeName(code) }, 'QEMU rejected the reader; is another client attached to this ccid-card-passthru?');
+        return;
+      }
+      this.readerId = readerId;
+      this.state = 'ready';
+      this.log.info({ readerId, reader: this.reader.name }, 'reader added');
+      if (this.reader.atr() !== undefined) this.announceCard();
+      else this.log.info('no card in the reader; waiting for an insert');
+      return;
+    }
+
+    if (code === SUCCESS) {
+      this.log.debug({ message: messageTypeName(acknowledged) }, 'QEMU acknowledged');
+    } else if (acknowledged === VscMessageType.Atr) {
+      this.log.error(
+        { code: errorCodeName(code) },
+        'QEMU rejected the ATR (longer than 40 bytes or inconsistent); the guest sees no card',
+      );
+    } else {
+      this.log.warn({ message: messageTypeName(acknowledged), code: errorCodeName(code) }, 'QEMU reported an error');
+    }
+  }
+
+  /** Powers the card on (a cold reset, as vscclient does on insertion) and sends its ATR. */
+  private announceCard(): void {
+    this.work = this.work.then(async () => {
+      if (this.state !== 'ready') return;
+      let atr: Uint8Array;
+      try {
+        atr = await this.reader.reset('cold');
+      } catch (error) {
+        if (error instanceof NoCardError) return;
+        this.log.error({ err: error }, 'powering on the card failed; the guest sees no card');
+        return;
+      }
+      if (this.state !== 'ready') return;
+      this.cardAnnounced = true;
+      this.tracer.reset();
+      this.sendMessage({ type: VscMessageType.Atr, readerId: this.readerId, atr });
+      this.log.info({ atr: hex(atr) }, 'card announced to QEMU');
+    });
+  }
+
+  private removeReader(): void {
+    if (this.state !== 'ready' && this.state !== 'adding-reader') return;
+    if (this.cardAnnounced) {
+      this.cardAnnounced = false;
+      this.sendMessage({ type: VscMessageType.CardRemove, readerId: this.readerId });
+    }
+    this.sendMessage({ type: VscMessageType.ReaderRemove, readerId: this.readerId === UNDEFINED_READER_ID ? MINIMAL_READER_ID : this.readerId });
+    this.state = 'closed';
+    this.log.info('reader removed from QEMU');
+  }
+
+  private async respondToApdu(apdu: Uint8Array): Promise<void> {
+    if (this.state === 'closed') return;
+    const traceApdus = (this.options.trace?.level() ?? 0) > 0;
+    if (traceApdus) this.options.trace?.write(`APDU > ${this.tracer.command(apdu)}`);
+
+    if (this.state !== 'ready' || !this.cardAnnounced) {
+      this.log.warn({ state: this.state }, 'APDU received while no card is announced; sending VSC_Error instead of a response');
+      this.sendError(VscErrorCode.GeneralError);
+      return;
+    }
+
+    let response: Uint8Array;
+    try {
+      response = await this.reader.transmit(apdu);
+    } catch (error) {
+      if (error instanceof NoCardError) {
+        this.log.warn('APDU received after the card was removed; sending VSC_Error instead of a response');
+      } else {
+        this.log.error({ err: error }, 'the card failed to process an APDU; sending VSC_Error instead of a response');
+      }
+      if (traceApdus) this.options.trace?.write('APDU < (no response: VSC_Error sent)');
+      this.sendError(VscErrorCode.GeneralError);
+      return;
+    }
+
+    if (response.length > MAX_PAYLOAD_LENGTH) {
+      this.log.error({ length: response.length }, 'response APDU longer than QEMU accepts; sending VSC_Error instead');
+      this.sendError(VscErrorCode.GeneralError);
+      return;
+    }
+    if (traceApdus) this.options.trace?.write(`APDU < ${this.tracer.response(response)}`);
+    this.sendMessage({ type: VscMessageType.Apdu, readerId: this.readerId, apdu: response });
+  }
+
+  private sendError(code: VscErrorCode): void {
+    this.sendMessage({ type: VscMessageType.Error, readerId: this.readerId === UNDEFINED_READER_ID ? MINIMAL_READER_ID : this.readerId, code });
+  }
+
+  private sendMessage(message: VscMessage): void {
+    if (this.state === 'closed') return;
+    if (
+      message.type === VscMessageType.ReaderAdd ||
+      message.type === VscMessageType.ReaderRemove ||
+      message.type === VscMessageType.Atr ||
+      message.type === VscMessageType.CardRemove
+    ) {
+      this.acknowledgements.push(message.type);
+    }
+    this.traceMessage('sent', message);
+    this.options.send(encodeMessage(message));
+  }
+
+  private traceMessage(direction: 'sent' | 'received', message: VscMessage): void {
+    const trace = this.options.trace;
+    if (trace === undefined || trace.level() < MESSAGE_TRACE_LEVEL) return;
+    trace.write(`VSCard ${direction} ${describeMessage(message)}`);
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
+}
+
+/** Describes a message for the message-level trace; APDU payloads are shown by length only. */
+function describeMessage(message: VscMessage): string {
+  const head = `${messageTypeName(message.type)} reader_id=0x${message.readerId.toString(16)}`;
+  switch (message.type) {
+    case VscMessageType.Init:
+      return `${head} version=${message.version} capabilities=[${message.capabilities.join(',')}]`;
+    case VscMessageType.Error:
+      return `${head} ${errorCodeName(message.code)}`;
+    case VscMessageType.ReaderAdd:
+      return `${head} name=${JSON.stringify(message.name)}`;
+    case VscMessageType.Atr:
+      return `${head} atr=${hex(message.atr)}`;
+    case VscMessageType.Apdu:
+      return `${head} length=${message.apdu.length}`;
+    default:
+      return head;
+  }
+}
