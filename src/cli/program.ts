@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { listCommand } from './list-command.js';
 import { vpcdCommand } from './vpcd-command.js';
 
 /** Builds the `virtcard` command with every subcommand and runs it; returns the exit code. */
@@ -7,7 +8,9 @@ export async function runCli(argv: string[]): Promise<number> {
     .description('Smart cards for virtual machines: virtual CAC cards for QEMU guests and PC/SC')
     .showHelpAfterError();
   program.addCommand(vpcdCommand());
+  program.addCommand(listCommand());
 
   await program.parseAsync(argv);
-  return 0;
+  // A subcommand that fails without throwing (e.g. `list` when pcscd is down) sets process.exitCode.
+  return typeof process.exitCode === 'number' ? process.exitCode : 0;
 }
