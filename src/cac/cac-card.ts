@@ -12,6 +12,7 @@ import { DEFAULT_PIN_RETRIES, PinState } from '../card/pin.js';
 import { VirtualCard } from '../card/virtual-card.js';
 import { AcaApplet } from './aca-applet.js';
 import { createCccApplet } from './ccc-applet.js';
+import type { CertificateCompression } from './certificate-compression.js';
 import { CAC_ATR, MAX_PKI_APPLETS } from './constants.js';
 import { createEmptyApplets } from './empty-applet.js';
 import { GpCardManagerApplet } from './gp-applet.js';
@@ -22,6 +23,11 @@ import { PkiApplet } from './pki-applet.js';
 export interface CacCardOptions {
   /** Wrong PINs allowed before the PIN blocks (1 to 15); 3 when omitted. */
   pinRetries?: number;
+  /**
+   * Storage form of the certificates in the PKI applets: 'none' (default)
+   * as libcacard 2.8, 'zlib' as real CAC cards, which CoolKey 1.1 needs.
+   */
+  certificateCompression?: CertificateCompression;
 }
 
 /** Returns the card serial: SHA-256 of the first certificate, or empty without certificates. */
@@ -46,7 +52,7 @@ export function createCacCard(store: KeyStore, options: CacCardOptions = {}): Vi
 
   const serial = cacSerial(store);
   const applets: Applet[] = [
-    ...slots.map((slot, index) => new PkiApplet(index, slot, store)),
+    ...slots.map((slot, index) => new PkiApplet(index, slot, store, options.certificateCompression)),
     new AcaApplet(slots.length),
     createCccApplet(slots.length),
     ...createEmptyApplets(),

@@ -3,12 +3,12 @@
  * byte (GSC-IS 2.1 §9.4, tag 71) and the certificate object (tag 70).
  *
  * libcacard 2.8 stores the DER certificate as is, with CertInfo 00. Real CAC
- * cards store it zlib-compressed with CertInfo 01, and CoolKey 1.1 as Debian
- * and Ubuntu ship it (coolkey 1.1.0-16) accepts only that form: on a card
- * with a CCC it passes the tag 70 bytes to zlib's uncompress() without
- * looking at CertInfo, so an uncompressed certificate fails with "Corrupted
- * compressed CAC Cert" and the token shows no objects. OpenSC 0.23 reads
- * both forms. See docs/coolkey.md.
+ * cards store it zlib-compressed with CertInfo 01. CoolKey 1.1 as Debian 12
+ * ships it (coolkey 1.1.0-16) accepts only the compressed form, because on a
+ * card with a CCC it passes the tag 70 bytes to zlib's uncompress() without
+ * looking at CertInfo. An uncompressed certificate fails there with
+ * "Corrupted compressed CAC Cert", and the token shows no objects. OpenSC
+ * 0.23 reads both forms. docs/coolkey.md has the details.
  */
 import { deflateSync, inflateSync } from 'node:zlib';
 

@@ -16,6 +16,7 @@ import {
 } from '../iso7816/status-words.js';
 import { logger } from '../log/logger.js';
 import { BufferApplet } from './cac-applet.js';
+import { storeCertificate, type CertificateCompression } from './certificate-compression.js';
 import { bufferProperties, buildBufferFiles } from './buffer-files.js';
 import { INS_SIGN_DECRYPT, TAG_BUFFER_PROPERTIES, TAG_OBJECT_ID, TAG_PKI_OBJECT, TAG_PKI_PROPERTIES, pkiAid } from './constants.js';
 import {
@@ -34,9 +35,6 @@ const TAG_CERT_INFO = 0x71;
 const TAG_MSCUID = 0x72;
 const TAG_ERROR_DETECTION_CODE = 0xfe;
 
-/** CertInfo 00: the certificate is stored uncompressed (01 would mean zlib). */
-const CERT_INFO_UNCOMPRESSED = 0x00;
-
 const SIGN_MORE_DATA_FOLLOWS = 0x80;
 const SIGN_LAST_BLOCK = 0x00;
 
@@ -54,11 +52,13 @@ export class PkiApplet extends BufferApplet {
     private readonly index: number,
     slot: KeySlot,
     private readonly store: KeyStore,
+    compression: CertificateCompression = 'none',
   ) {
     const objectId = Uint8Array.of(0x01, index);
+    const stored = storeCertificate(slot.certificate, compression);
     const files = buildBufferFiles([
-      { tag: TAG_CERT_INFO, value: Uint8Array.of(CERT_INFO_UNCOMPRESSED) },
-      { tag: TAG_CERTIFICATE, value: slot.certificate },
+      { tag: TAG_CERT_INFO, value: Uint8Array.of(stored.certInfo) },
+      { tag: TAG_CERTIFICATE, value: stored.certificate },
       { tag: TAG_MSCUID, value: new Uint8Array(0) },
       { tag: TAG_ERROR_DETECTION_CODE, value: new Uint8Array(0) },
     ]);
