@@ -30,14 +30,10 @@ export class BulkInQueue {
     this.messages.push(message);
   }
 
-  /**
-   * Removes every message except one the host has started reading, because
-   * the host would lose sync in the middle of a message.
-   */
-  clear(): void {
-    const head = this.sent > 0 ? this.messages[0] : undefined;
+  /** Removes every message, also one partly read: after a USB reset the host starts afresh. */
+  reset(): void {
     this.messages.length = 0;
-    if (head !== undefined) this.messages.push(head);
+    this.sent = 0;
   }
 
   /**

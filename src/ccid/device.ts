@@ -133,10 +133,14 @@ export class CcidDevice extends EventEmitter<CcidDeviceEvents> {
     return this.control.handle(setup);
   }
 
-  /** Handles a USB port reset: queued answers are dropped; slot and power state are kept. */
+  /**
+   * Handles a USB port reset or a new connection of the host: queued and
+   * pending answers are dropped without a reply; slot and power state are kept.
+   */
   usbReset(): void {
-    this.bulkIn.clear();
-    this.abandonPending();
+    this.generation++;
+    this.pending.length = 0;
+    this.bulkIn.reset();
     this.assembled = 0;
     this.control.address = 0;
     this.control.configuration = 0;

@@ -1,4 +1,6 @@
 import { Command } from 'commander';
+import { clientCommand } from './client-command.js';
+import { emulatedCommand } from './emulated-command.js';
 import { listCommand } from './list-command.js';
 import { vpcdCommand } from './vpcd-command.js';
 
@@ -9,6 +11,8 @@ export async function runCli(argv: string[]): Promise<number> {
     .showHelpAfterError();
   program.addCommand(vpcdCommand());
   program.addCommand(listCommand());
+  program.addCommand(emulatedCommand());
+  program.addCommand(clientCommand());
 
   await program.parseAsync(argv);
   // A subcommand that fails without throwing (e.g. `list` when pcscd is down) sets process.exitCode.
