@@ -37,7 +37,7 @@ import { CacApplet } from './cac-applet.js';
 import { ACA_AID, ACA_APPLET_INFORMATION, INS_GET_ACR } from './constants.js';
 import { appletInformation } from './properties.js';
 
-/** SimpleTLV tags of the GET ACR answers (GSC-IS 2.1 Tables 5-15 to 5-21). */
+/** SimpleTLV tags of the GET ACR responses (GSC-IS 2.1 Tables 5-15 to 5-21). */
 const TAG_ACR_ENTRY = 0xa0;
 const TAG_ACR_COUNT = 0xa1;
 const TAG_APPLET_ACR = 0x80;
@@ -224,9 +224,9 @@ export class AcaApplet extends CacApplet {
   }
 
   /**
-   * Answers P1 = 11. The AID is mapped to an applet ID through the service
+   * Returns the P1 = 11 response. The AID is mapped to an applet ID through the service
    * table, so the ACA's own AID is not found (6A 88). The CCC's service ID 4F
-   * has no applet ACR entry (that table calls it F4), so the CCC answers only
+   * has no applet ACR entry (that table calls it F4), so the CCC gets only
    * the applet information, as on libcacard.
    */
   private appletAcrByAid(aid: Uint8Array, le: number, card: CardContext): Uint8Array {
@@ -236,7 +236,7 @@ export class AcaApplet extends CacApplet {
     return card.respond(encodeSimpleTlv([this.info, ...entries]), le);
   }
 
-  /** Answers P1 = 12 with the first object of that ID (FF FF: the first applet's), or 6A 80. */
+  /** Returns the P1 = 12 response: the first object of that ID (FF FF: the first applet's), or 6A 80. */
   private objectAcr(objectId: Uint8Array, le: number, card: CardContext): Uint8Array {
     for (const applet of this.applets) {
       const object = applet.objects.find((candidate) => sameBytes(candidate.objectId, objectId));

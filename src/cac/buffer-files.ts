@@ -1,6 +1,6 @@
 /**
  * The two files behind READ BUFFER (GSC-IS 2.1 §8.4): the tag/length file
- * holds the SimpleTLV headers and the value file the values, each preceded
+ * contains the SimpleTLV headers and the value file the values, each preceded
  * by its own length as 2 bytes little-endian.
  */
 import { encodeSimpleTlvHeaders, type SimpleTlv } from '../iso7816/simple-tlv.js';

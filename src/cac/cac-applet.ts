@@ -67,7 +67,7 @@ export class CacApplet implements Applet {
     return this.processCommon(apdu, card);
   }
 
-  /** Handles GET PROPERTIES and SELECT P1 = 02, passes SELECT by AID, VERIFY and GET RESPONSE on, answers 6D 00 otherwise. */
+  /** Handles GET PROPERTIES and SELECT P1 = 02, passes SELECT by AID, VERIFY and GET RESPONSE on, returns 6D 00 otherwise. */
   protected processCommon(apdu: CommandApdu, card: CardContext): AppletResult {
     switch (apdu.ins) {
       case INS_GET_PROPERTIES:
@@ -106,11 +106,11 @@ export class CacApplet implements Applet {
         encoded = this.encodedLongProperties;
         break;
       default:
-        // P1 = 00 asks for GSC-IS 2.0 properties, which libcacard does not provide either.
+        // P1 = 00 requests GSC-IS 2.0 properties, which libcacard does not provide either.
         return statusOnlyResponse(SW_INCORRECT_P1_P2);
     }
 
-    // Only GET PROPERTIES answers a too-large Le with 6C xx, as libcacard does.
+    // Only GET PROPERTIES rejects a too-large Le with 6C xx, as libcacard does.
     if (apdu.le > encoded.length) return statusOnlyResponse(wrongLe(encoded.length));
     return card.respond(encoded, apdu.le);
   }

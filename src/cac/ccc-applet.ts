@@ -1,6 +1,6 @@
 /**
- * The Card Capability Container (AID A0 00 00 01 16 DB 00), which tells
- * middleware such as OpenSC which applets the card has (libcacard 2.8 cac.c).
+ * The Card Capability Container (AID A0 00 00 01 16 DB 00), which lists
+ * for middleware such as OpenSC the applets of the card (libcacard 2.8 cac.c).
  */
 import type { SimpleTlv } from '../iso7816/simple-tlv.js';
 import { BufferApplet } from './cac-applet.js';

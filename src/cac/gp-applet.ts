@@ -1,6 +1,6 @@
 /**
  * The GlobalPlatform card manager (AID A0 00 00 00 03 00 00) as libcacard
- * 2.8 emulates it (gp.c, card_7816.c): its own SELECT answer and GET DATA
+ * 2.8 emulates it (gp.c, card_7816.c): its own SELECT response and GET DATA
  * for the CPLC and the card recognition data. Other instructions go to the
  * ISO handler.
  */

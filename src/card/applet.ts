@@ -7,7 +7,7 @@ import type { CommandApdu } from '../iso7816/apdu.js';
 /**
  * What an applet does with a command: a complete response APDU, or
  * `undefined` to pass the command on to the ISO handler of the card (SELECT
- * by AID, VERIFY, GET RESPONSE and the 69 00 answers), like libcacard's
+ * by AID, VERIFY, GET RESPONSE and the 69 00 status word for the rest), like libcacard's
  * VCARD_NEXT.
  */
 export type AppletResult = Uint8Array | undefined;

@@ -6,7 +6,7 @@
  * overlap in bit 1, so CLA x2 and x3 always count as secure messaging: only
  * channels 0 and 1 are usable, as on the C card. Classes Bx and Cx are
  * channel 0 without secure messaging. 1x to 7x are reserved for future use
- * and Dx to Fx are proprietary; both are answered 69 00 by the ISO handler,
+ * and Dx to Fx are proprietary; the ISO handler rejects both with 69 00,
  * but reach a selected applet on channel 0. The chaining bit (CLA 10) is
  * therefore not command chaining here, exactly as on the C card.
  */
@@ -17,7 +17,7 @@ export interface DecodedClass {
   readonly kind: ClassKind;
   /** Logical channel 0 to 3. */
   readonly channel: number;
-  /** Secure messaging bits (CLA & 0x0E); non-zero makes the ISO handler answer 68 82. */
+  /** Secure messaging bits (CLA & 0x0E); non-zero makes the ISO handler return 68 82. */
   readonly secureMessaging: number;
 }
 

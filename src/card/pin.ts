@@ -2,8 +2,8 @@
  * Cardholder PIN state with a retry counter, as a physical CAC keeps it.
  *
  * This deliberately differs from libcacard 2.8, which has no retry counter:
- * there a wrong PIN answers 69 85, nothing ever blocks, and VERIFY without
- * data answers 6A 88 (or 63 C3 once the Windows-compatibility flag is set).
+ * there a wrong PIN returns 69 85, nothing ever blocks, and VERIFY without
+ * data returns 6A 88 (or 63 C3 once the Windows-compatibility flag is set).
  * Here a wrong PIN answers 63 Cx with x tries left, the PIN blocks when the
  * counter reaches 0 (69 83 from then on, even for the right PIN), and VERIFY
  * without data answers 63 Cx or 90 00. The PIN is checked by the key store
@@ -77,7 +77,7 @@ export class PinState {
    * Verifies `pin` (trailing FF padding removed) and returns the status word:
    * 90 00 and a full counter when correct, 63 Cx with x tries left when wrong,
    * 69 83 when blocked. Any VERIFY with data first clears the verified state,
-   * so a wrong PIN logs out. A key store failure answers its mapped status
+   * so a wrong PIN logs out. A key store failure returns its mapped status
    * word and does not count as a try.
    */
   async verify(pin: Uint8Array): Promise<number> {

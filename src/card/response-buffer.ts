@@ -34,7 +34,7 @@ export class ResponseBuffer {
   }
 
   /**
-   * Answers GET RESPONSE: 6A 88 without pending data, otherwise the next
+   * Processes GET RESPONSE: 6A 88 without pending data, otherwise the next
    * min(remaining, le) bytes with 61 xx while data remains (xx = remaining,
    * 00 for 256 or more) or 90 00 with the last bytes, which frees the buffer.
    * Le 0 (no Le byte) returns no data and leaves the buffer as it is.

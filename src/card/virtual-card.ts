@@ -3,7 +3,7 @@
  * vcard.c and card_7816.c). Applets are selected by AID on logical channels,
  * every APDU goes first to the applet selected on its channel, and what the
  * applet passes on goes to the ISO handler below (SELECT by AID, VERIFY,
- * GET RESPONSE; everything else answers 69 00).
+ * GET RESPONSE; everything else gets 69 00).
  */
 import { parseCommandApdu, type CommandApdu } from '../iso7816/apdu.js';
 import { statusOnlyResponse } from '../iso7816/response.js';

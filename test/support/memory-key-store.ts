@@ -20,7 +20,7 @@ export class MemoryKeyStore implements KeyStore {
   readonly privateKeys: KeyObject[];
   readonly publicKeys: KeyObject[];
   private readonly pin: Buffer;
-  /** Number of verifyPin calls, to check that the card asks the store every time. */
+  /** Number of verifyPin calls, to check that the card calls the store every time. */
   pinChecks = 0;
   /** When set, rsaPrivateRaw rejects with this reason. */
   failWith: KeyStoreFailure | undefined;
