@@ -9,6 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { openBuiltinIdentity } from '../backends/builtin.js';
 import { openKeyFiles, type KeyFileSlot } from '../backends/files.js';
 import type { KeyStore } from '../backends/key-store.js';
 import { openNssDatabase } from '../backends/nss.js';
@@ -85,7 +86,7 @@ export function addIdentityOptions(command: Command): Command {
     .addOption(
       new Option('--pin-retries <count>', 'wrong PIN entries before the card blocks').default(DEFAULT_PIN_RETRIES).argParser(parsePinRetries),
     )
-    .option('--data-dir <dir>', `directory of the built-in test identity (default: $${DATA_DIR_VARIABLE} or ~/.local/share/virtcard)`);
+    .option('--data-dir <dir>', `data directory of the built-in test identity (default: $${DATA_DIR_VARIABLE}, else $XDG_DATA_HOME/virtcard, else ~/.local/share/virtcard)`);
 }
 
 /**
@@ -213,7 +214,24 @@ async function openFileIdentity(source: Extract<IdentitySource, { kind: 'files' 
   return openKeyFiles({ slots, pin });
 }
 
-function openBuiltin(_dataDir: string | undefined, _pin: string | undefined): Promise<KeyStore> {
-  log.debug('opening the built-in identity');
-  return Promise.reject(new IdentityOptionsError('the built-in identity is not available yet; use --nss-db or --pkcs11-module'));
+async function openBuiltin(dataDir: string | undefined, pin: string | undefined): Promise<KeyStore> {
+  const identity = await openBuiltinIdentity({
+    ...(dataDir === undefined ? {} : { dataDir }),
+    ...(pin === undefined ? {} : { pin }),
+  });
+
+  if (!identity.created) {
+    log.info({ directory: identity.directory, caCertificate: identity.caCertificatePath }, 'using the built-in test identity');
+    return identity.store;
+  }
+
+  // Written to the terminal, not the log, and only now: the identity stores a hash of
+  // the generated PIN, so this is the user's only chance to learn it.
+  const lines = [`virtcard: created the built-in test identity in ${identity.directory}`];
+  if (pin === undefined && identity.pin !== undefined) {
+    lines.push(`virtcard: card PIN: ${identity.pin} (shown only this once; note it now)`);
+  }
+  lines.push(`virtcard: CA certificate: ${identity.caCertificatePath} (import it where the card's certificates must be trusted)`);
+  process.stderr.write(`${lines.join('\n')}\n`);
+  return identity.store;
 }

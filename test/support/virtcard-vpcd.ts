@@ -100,3 +100,16 @@ export async function waitForCard(pcscd: PrivatePcscd, virtcard: VirtcardProcess
     await sleep(250);
   }
 }
+
+/**
+ * Waits until pcscd reports no card, or raises after `timeoutMs`. pcscd
+ * notices a closed vpcd connection only at its next presence poll, so a test
+ * that restarts virtcard waits for this before it starts the next process.
+ */
+export async function waitForNoCard(pcscd: PrivatePcscd, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (runTool(pcscd, 'opensc-tool', ['-a']).status === 0) {
+    if (Date.now() > deadline) throw new Error(`pcscd still reports a card ${timeoutMs} ms after virtcard stopped`);
+    await sleep(250);
+  }
+}
