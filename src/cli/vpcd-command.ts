@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { createCacReader } from '../cac/index.js';
 import { logger, setLogLevel } from '../log/logger.js';
 import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, VpcdCard } from '../transports/vpcd.js';
+import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
 import { addIdentityOptions, openIdentity, type IdentityOptions } from './identity-options.js';
 
 const log = logger.child({ component: 'cli' });
@@ -13,7 +14,7 @@ const log = logger.child({ component: 'cli' });
 /** Reader name the card carries inside virtcard; pcscd shows vpcd's own name ("Virtual PCD 00 00"). */
 const READER_NAME = 'virtcard CAC';
 
-interface VpcdCommandOptions extends IdentityOptions {
+interface VpcdCommandOptions extends IdentityOptions, CacCardFormatOptions {
   host: string;
   port: number;
   verbose?: boolean;
@@ -48,9 +49,14 @@ export async function runVpcd(options: VpcdCommandOptions): Promise<void> {
   const stopSignal = waitForStopSignal();
   const store = await openIdentity(options);
   try {
-    const reader = createCacReader(READER_NAME, store, { pinRetries: options.pinRetries });
+    const reader = createCacReader(READER_NAME, store, { pinRetries: options.pinRetries, ...cacCardFormat(options) });
     log.info(
-      { keys: store.description, certificates: store.slots.map((slot) => slot.label), pinRetries: options.pinRetries },
+      {
+        keys: store.description,
+        certificates: store.slots.map((slot) => slot.label),
+        pinRetries: options.pinRetries,
+        certificateCompression: options.certCompression,
+      },
       'CAC card ready',
     );
 
@@ -72,6 +78,7 @@ export function vpcdCommand(): Command {
     .option('--port <port>', 'TCP port of the vpcd reader (35963 + reader number)', parsePort, VPCD_DEFAULT_PORT)
     .option('-v, --verbose', 'log connection retries and the header and status word of every APDU');
   addIdentityOptions(command);
+  addCacCardFormatOptions(command);
   return command.action(async (options: VpcdCommandOptions) => {
     await runVpcd(options);
   });
