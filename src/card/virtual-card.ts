@@ -77,7 +77,8 @@ export class VirtualCard implements SmartCard, CardContext {
   private readonly selected: (Applet | undefined)[] = new Array<Applet | undefined>(LOGICAL_CHANNELS).fill(undefined);
   private readonly responses = new ResponseBuffer();
   private windowsCompatibleFlag = false;
-  private queueTail: Promise<unknown> = Promise.resolve();
+  /** Settles when the last queued command has finished; undefined when no command is in flight. */
+  private inFlight: Promise<void> | undefined;
 
   constructor(options: VirtualCardOptions) {
     this.atr = options.atr;
@@ -124,13 +125,47 @@ export class VirtualCard implements SmartCard, CardContext {
   }
 
   transmit(command: Uint8Array): Promise<Uint8Array> {
-    const run = (): Promise<Uint8Array> => this.process(command);
-    const result = this.queueTail.then(run, run);
-    this.queueTail = result.catch(() => undefined);
+    // Fast path: with no command in flight, a command that needs no key store runs synchronously.
+    if (this.inFlight === undefined) {
+      const result = this.processGuarded(command);
+      return result instanceof Promise ? this.track(result) : Promise.resolve(result);
+    }
+    const run = (): Uint8Array | Promise<Uint8Array> => this.processGuarded(command);
+    return this.track(this.inFlight.then(run, run));
+  }
+
+  /** Makes later commands wait until `result` settles, so commands run one at a time and in order. */
+  private track(result: Promise<Uint8Array>): Promise<Uint8Array> {
+    const settled: Promise<void> = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight = settled;
+    void settled.then(() => {
+      if (this.inFlight === settled) this.inFlight = undefined;
+    });
     return result;
   }
 
-  private async process(command: Uint8Array): Promise<Uint8Array> {
+  /** Processes a command; a bug inside the card answers 6F 00 instead of failing the transport. */
+  private processGuarded(command: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    try {
+      const result = this.process(command);
+      return result instanceof Promise ? result.catch((error: unknown) => this.internalError(error, command)) : result;
+    } catch (error) {
+      return this.internalError(error, command);
+    }
+  }
+
+  private internalError(error: unknown, command: Uint8Array): Uint8Array {
+    log.error(
+      { err: error, header: Buffer.from(command.subarray(0, 4)).toString('hex') },
+      'command failed inside the card; returning 6F 00',
+    );
+    return statusOnlyResponse(SW_NO_PRECISE_DIAGNOSIS);
+  }
+
+  private process(command: Uint8Array): Uint8Array | Promise<Uint8Array> {
     const parsed = parseCommandApdu(command);
     if (!parsed.ok) {
       // A malformed command leaves pending GET RESPONSE data in place, as in libcacard.
@@ -142,25 +177,18 @@ export class VirtualCard implements SmartCard, CardContext {
     if (apdu.ins !== INS_GET_RESPONSE) this.responses.clear();
     const decodedClass = decodeClass(apdu.cla);
 
-    try {
-      const applet = this.selected[decodedClass.channel];
-      if (applet !== undefined) {
-        let result = applet.process(apdu, this);
-        if (result instanceof Promise) result = await result;
-        if (result !== undefined) return result;
-      }
-      return await this.processIso(apdu, decodedClass);
-    } catch (error) {
-      log.error(
-        { err: error, ins: apdu.ins, p1: apdu.p1, p2: apdu.p2 },
-        'command failed inside the card; answering 6F 00',
-      );
-      return statusOnlyResponse(SW_NO_PRECISE_DIAGNOSIS);
+    const applet = this.selected[decodedClass.channel];
+    if (applet === undefined) return this.processIso(apdu, decodedClass);
+
+    const result = applet.process(apdu, this);
+    if (result instanceof Promise) {
+      return result.then((response) => response ?? this.processIso(apdu, decodedClass));
     }
+    return result ?? this.processIso(apdu, decodedClass);
   }
 
   /** Handles a command no applet took, like libcacard's vcard7816_vm_process_apdu. */
-  private async processIso(apdu: CommandApdu, decodedClass: DecodedClass): Promise<Uint8Array> {
+  private processIso(apdu: CommandApdu, decodedClass: DecodedClass): Uint8Array | Promise<Uint8Array> {
     if (decodedClass.kind !== 'interindustry') return statusOnlyResponse(SW_COMMAND_NOT_ALLOWED);
     if (decodedClass.secureMessaging !== 0) return statusOnlyResponse(SW_SECURE_MESSAGING_NOT_SUPPORTED);
 
@@ -168,7 +196,7 @@ export class VirtualCard implements SmartCard, CardContext {
       case INS_SELECT:
         return this.selectByAid(apdu, decodedClass.channel);
       case INS_VERIFY:
-        return statusOnlyResponse(await this.verify(apdu));
+        return this.verify(apdu);
       case INS_GET_RESPONSE:
         return this.responses.getResponse(apdu.le);
       default:
@@ -190,13 +218,15 @@ export class VirtualCard implements SmartCard, CardContext {
     return this.responses.respond(fci, apdu.le);
   }
 
-  private async verify(apdu: CommandApdu): Promise<number> {
-    if (apdu.p1 !== 0 || apdu.p2 !== 0) return SW_WRONG_PARAMETERS;
-    if (apdu.data.length === 0) return this.pin.status();
+  private verify(apdu: CommandApdu): Uint8Array | Promise<Uint8Array> {
+    if (apdu.p1 !== 0 || apdu.p2 !== 0) return statusOnlyResponse(SW_WRONG_PARAMETERS);
+    if (apdu.data.length === 0) return statusOnlyResponse(this.pin.status());
 
-    const sw = await this.pin.verify(apdu.data);
-    log.info({ result: formatStatusWord(sw), triesLeft: this.pin.remainingTries }, 'PIN verification');
-    return sw;
+    return this.pin.verify(apdu.data).then((sw) => {
+      log.info({ result: formatStatusWord(sw), triesLeft: this.pin.remainingTries }, 'PIN verification');
+      return statusOnlyResponse(sw);
+    });
   }
+
 }
 
