@@ -44,6 +44,13 @@ export interface VscClientOptions {
   retry?: RetryPolicy;
   trace?: SessionTrace;
   log?: Logger;
+  /**
+   * Called with the socket after connecting, every read and every write, e.g. to
+   * re-arm TCP_QUICKACK. QEMU 7.2 writes a message's header and payload in
+   * two writes with Nagle's algorithm on, so the payload waits for the ACK of
+   * the header, which a delayed-ACK receiver sends only after about 40 ms.
+   */
+  onSocketActivity?: (socket: net.Socket) => void;
 }
 
 export interface VscClientEvents {
@@ -138,12 +145,16 @@ export class VscClient extends EventEmitter<VscClientEvents> {
 
     socket.on('connect', () => {
       socket.setNoDelay(true);
+      this.options.onSocketActivity?.(socket);
       this.setState('connected');
       log.info({ host, port, attempts: this.failedAttempts + 1 }, 'connected to QEMU');
       session = new VscClientSession({
         reader: this.options.reader,
         send: (bytes) => {
-          if (!socket.destroyed) socket.write(bytes);
+          if (socket.destroyed) return;
+          socket.write(bytes);
+          // Sending right after receiving puts Linux back into delayed-ACK mode, so re-arm here too.
+          this.options.onSocketActivity?.(socket);
         },
         log,
         ...(this.options.trace === undefined ? {} : { trace: this.options.trace }),
@@ -162,6 +173,7 @@ export class VscClient extends EventEmitter<VscClientEvents> {
 
     socket.on('data', (chunk: Buffer) => {
       if (session === undefined || protocolError) return;
+      this.options.onSocketActivity?.(socket);
       decoder.push(chunk);
       try {
         for (let message = decoder.next(); message !== undefined; message = decoder.next()) {

@@ -1,0 +1,165 @@
+/**
+ * `virtcard client`: the vscclient replacement. It connects to QEMU's
+ * ccid-card-passthru socket and serves the emulated CAC card to the guest,
+ * accepting vscclient's command line unchanged
+ * (`[-c CERTNAME]... [-e EMULATOR_OPTIONS] [-d LEVEL] HOST PORT`) as well as
+ * virtcard's identity options.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createCacCard, EmulatedReader } from '../cac/index.js';
+import { logger, setLogLevel } from '../log/logger.js';
+import { armTcpQuickAck } from '../transports/tcp-quickack.js';
+import { VscClient } from '../vscard/client-connection.js';
+import { MESSAGE_TRACE_LEVEL } from '../vscard/client-session.js';
+import { CONSOLE_HELP, startConsole } from './client-console.js';
+import { openClientIdentity, type ClientIdentityOptions } from './client-identity.js';
+import { addIdentityOptions } from './identity-options.js';
+import { EMULATOR_OPTIONS_HELP } from './libcacard-options.js';
+
+const log = logger.child({ component: 'client' });
+
+interface ClientCommandOptions extends ClientIdentityOptions {
+  d?: number;
+  p?: boolean;
+  trace?: boolean;
+}
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(`invalid TCP port "${value}": use a whole number from 1 to 65535.`);
+  }
+  return port;
+}
+
+/** Parses `-d` as vscclient does: a number, and anything else means 1. */
+function parseDebugLevel(value: string): number {
+  return /^\d+$/.test(value) ? Number(value) : 1;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Resolves with the first of SIGINT or SIGTERM, or when `exit` is typed. */
+function stopRequest(): { promise: Promise<string>; request: (reason: string) => void } {
+  let request: (reason: string) => void = () => undefined;
+  const promise = new Promise<string>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => request(signal);
+    request = (reason) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(reason);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  return { promise, request };
+}
+
+/** Opens the identity, builds the card and serves it to QEMU until a stop signal or `exit`. */
+export async function runClient(host: string, port: number, options: ClientCommandOptions): Promise<void> {
+  if (options.p) {
+    throw new Error('-p (relaying a physical PC/SC card) is not supported yet; drop -p to serve the emulated card');
+  }
+  let debugLevel = options.d ?? (options.trace ? 1 : 0);
+  if (debugLevel >= MESSAGE_TRACE_LEVEL) setLogLevel('debug');
+
+  // Listen for signals before the slow start-up, so an early Ctrl-C still shuts down cleanly.
+  const stop = stopRequest();
+  const { store, readerName } = await openClientIdentity(options);
+  try {
+    const card = createCacCard(store, { pinRetries: options.pinRetries });
+    card.reset();
+    const reader = new EmulatedReader(readerName, card);
+    log.info(
+      { keys: store.description, certificates: store.slots.map((slot) => slot.label), reader: readerName, pinRetries: options.pinRetries },
+      'CAC card ready',
+    );
+
+    const client = new VscClient({
+      host,
+      port,
+      reader,
+      trace: { level: () => debugLevel, write: (line) => process.stdout.write(`${line}\n`) },
+      onSocketActivity: (socket) => armTcpQuickAck(socket),
+    });
+    client.start();
+
+    startConsole(
+      process.stdin,
+      {
+        readerName,
+        readerActive: () => client.currentSession?.assignedReaderId !== undefined,
+        cardPresent: () => reader.insertedCard !== undefined,
+        insertCard: () => {
+          if (reader.insertedCard !== undefined) return false;
+          reader.insert(card);
+          return true;
+        },
+        removeCard: () => {
+          if (reader.insertedCard === undefined) return false;
+          reader.remove();
+          return true;
+        },
+        debugLevel: () => debugLevel,
+        setDebugLevel: (level) => {
+          debugLevel = level;
+          if (level >= MESSAGE_TRACE_LEVEL) setLogLevel('debug');
+        },
+        exit: () => {
+          stop.request('exit command');
+          return Promise.resolve();
+        },
+      },
+      (text) => process.stdout.write(text),
+      process.stdin.isTTY === true,
+    );
+
+    const reason = await stop.promise;
+    log.info({ reason }, 'stopping: removing the card and reader from QEMU');
+    await client.stop();
+  } finally {
+    await store.close();
+    // The console keeps stdin open; release it so the process can exit.
+    process.stdin.destroy();
+  }
+}
+
+/** Builds the `client` subcommand. */
+export function clientCommand(): Command {
+  const command = new Command('client')
+    .description("connect to QEMU's ccid-card-passthru socket and serve a virtual CAC card to the guest (vscclient replacement)")
+    .usage('[options] HOST PORT')
+    .argument('<host>', 'host of the ccid-card-passthru socket chardev, e.g. 127.0.0.1')
+    .argument('<port>', 'TCP port of the chardev', parsePort)
+    .option('-e <emul_args>', 'emulator options in libcacard syntax (see below), as for vscclient')
+    .option('-c <certname>', 'NSS certificate nickname for a card applet, as for vscclient; repeatable', collect, [])
+    .addOption(new Option('-d <level>', 'trace level: 1 prints every APDU and status word, 11 also every VSCard message').argParser(parseDebugLevel))
+    .option('--trace', 'print every APDU and status word decoded (same as -d 1); PINs and private-key results are masked')
+    .option('-p', "vscclient's physical-card relay; not supported yet")
+    .option('--reader-name <name>', 'reader name announced to QEMU (default: the soft=(…) reader name or "virtcard CAC")');
+  addIdentityOptions(command);
+  command.addHelpText(
+    'after',
+    `
+Without -e, -c or identity options the card uses the built-in test identity.
+With -e/-c, the NSS database password is the card PIN; the client reads it
+from --pin-file or VIRTCARD_PIN only to check it at start.
+
+${EMULATOR_OPTIONS_HELP}
+
+${CONSOLE_HELP}
+
+The client retries until QEMU listens, reconnects when QEMU restarts, and on
+SIGINT, SIGTERM or exit removes the card and the reader from the guest.
+
+Example:
+  qemu-system-x86_64 ... -device usb-ccid -device ccid-card-passthru,chardev=ccid \\
+    -chardev socket,id=ccid,host=127.0.0.1,port=2001,server=on,wait=off
+  virtcard client -e 'db="sql:/path/nssdb" use_hw=no soft=(,Test,CAC,,id-cert,signing-cert,encryption-cert)' 127.0.0.1 2001`,
+  );
+  return command.action(async (host: string, port: number, options: ClientCommandOptions) => {
+    await runClient(host, port, options);
+  });
+}
