@@ -48,6 +48,13 @@ export interface KeyStore {
   readonly slots: readonly KeySlot[];
 
   /**
+   * False when private-key operations work without `verifyPin`, as with an
+   * NSS database that has no password; libcacard then returns 90 00 to a
+   * VERIFY without data. Absent means true.
+   */
+  readonly needsLogin?: boolean;
+
+  /**
    * Checks a PIN against the store itself (the NSS database password, the
    * token's user PIN, or the PIN configured for file-based keys) and returns
    * whether it is correct. On success the store is ready for private-key

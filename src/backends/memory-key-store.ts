@@ -55,6 +55,7 @@ export function createMemorySlot(label: string, certificate: Buffer, privateKey:
 export class MemoryKeyStore implements KeyStore {
   readonly description: string;
   readonly slots: readonly KeySlot[];
+  readonly needsLogin = true;
   private memorySlots: MemorySlot[];
   private readonly checkPin: PinCheck;
   private loggedIn = false;

@@ -156,6 +156,7 @@ function describeSlot(label: string, der: Buffer, id: Buffer): Pkcs11Slot {
 /** A PKCS#11 key store on one read-only session of one token. */
 class Pkcs11KeyStore implements KeyStore {
   readonly description: string;
+  readonly needsLogin: boolean;
   /** Not readonly: `dropSlotsWithoutKey` may shorten it once, before the store is returned. */
   slots: readonly Pkcs11Slot[];
 
@@ -163,7 +164,7 @@ class Pkcs11KeyStore implements KeyStore {
   private readonly modulePath: string;
   private readonly session: Buffer;
   private readonly tokenLabel: string;
-  /** Private key handle per slot, valid while logged in. */
+  /** Private key handle per slot, valid while logged in or for a token that needs no login. */
   private keyHandles: (Buffer | undefined)[] = [];
   /** Slots whose key rejected CKM_RSA_X_509 decryption, so raw RSA goes through C_Sign. */
   private readonly signOnly = new Set<number>();
@@ -179,6 +180,7 @@ class Pkcs11KeyStore implements KeyStore {
     tokenLabel: string;
     slots: Pkcs11Slot[];
     description: string;
+    needsLogin: boolean;
   }) {
     this.module = init.module;
     this.modulePath = init.modulePath;
@@ -186,6 +188,8 @@ class Pkcs11KeyStore implements KeyStore {
     this.tokenLabel = init.tokenLabel;
     this.slots = init.slots;
     this.description = init.description;
+    this.needsLogin = init.needsLogin;
+    if (!this.needsLogin) this.findPrivateKeys();
   }
 
   /** Runs `operation` after every earlier call of this store has finished. */
@@ -216,14 +220,18 @@ class Pkcs11KeyStore implements KeyStore {
       throw new KeyStoreError('failed', `C_Login on token "${this.tokenLabel}" failed: ${(error as Error).message}`);
     }
     this.loggedIn = true;
-    this.keyHandles = this.slots.map((slot) => this.findPrivateKey(slot.id));
+    this.findPrivateKeys();
     return true;
+  }
+
+  private findPrivateKeys(): void {
+    this.keyHandles = this.slots.map((slot) => this.findPrivateKey(slot.id));
   }
 
   /** Ends the login of this application, if any. */
   private logout(): void {
     this.loggedIn = false;
-    this.keyHandles = [];
+    if (this.needsLogin) this.keyHandles = [];
     try {
       this.module.C_Logout(this.session);
     } catch (error) {
@@ -246,12 +254,12 @@ class Pkcs11KeyStore implements KeyStore {
     }
   }
 
-  /** Lists the labels of slots that have no private key; call while logged in. */
+  /** Lists the labels of slots that have no private key; call while logged in or when no login is needed. */
   missingKeyLabels(): string[] {
     return this.slots.filter((_slot, index) => this.keyHandles[index] === undefined).map((slot) => slot.label);
   }
 
-  /** Removes the slots whose certificate has no private key; call while logged in. */
+  /** Removes the slots whose certificate has no private key; call while logged in or when no login is needed. */
   dropSlotsWithoutKey(): void {
     const kept = this.slots.map((slot, index) => ({ slot, key: this.keyHandles[index] })).filter((entry) => entry.key !== undefined);
     this.slots = kept.map((entry) => entry.slot);
@@ -284,7 +292,7 @@ class Pkcs11KeyStore implements KeyStore {
     if (Buffer.compare(Buffer.from(input), slot.modulus) >= 0) {
       throw new KeyStoreError('invalid-input', `Raw RSA input for slot "${slot.label}" is not below the modulus`);
     }
-    if (!this.loggedIn) {
+    if (this.needsLogin && !this.loggedIn) {
       throw new KeyStoreError('not-logged-in', `Token "${this.tokenLabel}" needs a PIN verification before using the key of "${slot.label}"`);
     }
     const key = this.keyHandles[index];
@@ -468,14 +476,17 @@ export async function openPkcs11Token(options: Pkcs11TokenOptions): Promise<KeyS
   let store: Pkcs11KeyStore | undefined;
   try {
     const { slot, tokenLabel } = selectSlot(module, options);
+    const needsLogin = (module.C_GetTokenInfo(slot).flags & pkcs11js.CKF_LOGIN_REQUIRED) !== 0;
     const session = module.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
     const certificates = chooseCertificates(listCertificates(module, session), options.labels, tokenLabel);
     const slots = certificates.map((certificate) => describeSlot(certificate.label, certificate.der, certificate.id));
     const description = options.description ?? `PKCS#11 token "${tokenLabel}" in ${options.modulePath}`;
-    store = new Pkcs11KeyStore({ module, modulePath, session, tokenLabel, slots, description });
+    store = new Pkcs11KeyStore({ module, modulePath, session, tokenLabel, slots, description, needsLogin });
 
-    if (options.pin !== undefined) {
-      checkKeysWithPin(store, options.pin, tokenLabel, options.labels !== undefined);
+    if (options.pin !== undefined && !store.login(options.pin)) throw new Pkcs11PinRejectedError(tokenLabel);
+    if (options.pin !== undefined || !needsLogin) {
+      checkPrivateKeys(store, tokenLabel, options.labels !== undefined);
+      store.endLogin();
     }
     log.info({ token: tokenLabel, slots: store.slots.map((s) => s.label) }, 'PKCS#11 token opened');
     return store;
@@ -492,17 +503,16 @@ export async function openPkcs11Token(options: Pkcs11TokenOptions): Promise<KeyS
 }
 
 /**
- * Logs in with `pin`, checks the private keys, and logs out again. Without
- * explicit labels, certificates without a private key are dropped (the CA
- * certificate of an NSS database, for example) instead of being an error.
+ * Checks that the certificates have private keys; call while the keys are
+ * visible. Without explicit labels, certificates without a private key (the
+ * CA certificate of an NSS database, for example) are dropped instead of
+ * being an error.
  */
-function checkKeysWithPin(store: Pkcs11KeyStore, pin: string, tokenLabel: string, labelsGiven: boolean): void {
-  if (!store.login(pin)) throw new Pkcs11PinRejectedError(tokenLabel);
+function checkPrivateKeys(store: Pkcs11KeyStore, tokenLabel: string, labelsGiven: boolean): void {
   const missing = store.missingKeyLabels();
   if (labelsGiven && missing.length > 0) {
     const names = missing.map((label) => `"${label}"`).join(', ');
     throw new Error(`Token "${tokenLabel}" has no private key with the CKA_ID of the certificates ${names}; import each key with its certificate's CKA_ID`);
   }
   if (!labelsGiven) store.dropSlotsWithoutKey();
-  store.endLogin();
 }

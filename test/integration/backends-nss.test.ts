@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findSoftokn, openNssDatabase } from '../../src/backends/nss.js';
@@ -53,6 +53,7 @@ test('NSS certificates match certutil output', { skip }, async () => {
       assert.equal(slot.modulusBits, 2048);
     }
     assert.equal(store.description, `NSS database sql:${copy.directory}`);
+    assert.equal(store.needsLogin, true);
   } finally {
     await store.close();
     copy.remove();
@@ -153,4 +154,29 @@ test('NSS store leaves the database unchanged', { skip }, async () => {
     await store.close();
   }
   assert.equal(hashDirectory(fixtureDatabase), before);
+});
+
+test('NSS database without password', { skip }, async () => {
+  const parent = mkdtempSync(path.join(tmpdir(), 'virtcard-nss-empty-password-'));
+  const database = `sql:${parent}`;
+  const noise = path.join(parent, 'noise');
+  writeFileSync(noise, randomBytes(2048));
+  try {
+    execFileSync('certutil', ['-N', '-d', database, '--empty-password']);
+    execFileSync('certutil', ['-S', '-d', database, '-z', noise, '-x', '-t', ',,', '-s', 'CN=No Password', '-n', 'open-cert', '-v', '12', '-m', '7'], { stdio: 'ignore' });
+
+    const store = await openNssDatabase({ directory: database, nicknames: ['open-cert'] });
+    try {
+      assert.equal(store.needsLogin, false);
+      await assertRawRsaSigns(store, 0);
+      assert.equal(await store.verifyPin(new Uint8Array(0)), true);
+      assert.equal(await store.verifyPin(Buffer.from('12345678')), false);
+      // As in libcacard, a rejected PIN does not lock a key that needs no login.
+      await assertRawRsaDecrypts(store, 0);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
 });
