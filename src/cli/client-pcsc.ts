@@ -1,0 +1,146 @@
+/**
+ * `virtcard client --pcsc`: relays the host's physical PC/SC cards to QEMU's
+ * ccid-card-passthru, as vscclient does with `-e use_hw=yes` (or
+ * `passthru`) when libcacard is built with PC/SC support.
+ *
+ * QEMU's passthru device carries one reader, so each relayed reader gets its
+ * own VSCard connection: the n-th reader slot connects to PORT + n. With
+ * reader names given, slot n relays the first reader whose name starts with
+ * the n-th name. Without names, every reader the host has is relayed, and a
+ * reader that appears takes the lowest free slot. A reader that disappears
+ * is announced with VSC_ReaderRemove and its connection closed; when it comes
+ * back, a new connection announces it with VSC_ReaderAdd.
+ */
+import { logger, type Logger } from '../log/logger.js';
+import { PcscMonitor } from '../pcsc/pcsc-monitor.js';
+import { PcscReader, type PcscReaderOptions } from '../pcsc/pcsc-reader.js';
+import { VscClient, type RetryPolicy } from '../vscard/client-connection.js';
+import type { EmulatorOptions } from './libcacard-options.js';
+
+export interface PcscClientOptions {
+  host: string;
+  /** TCP port of the first reader slot; slot n uses port + n. */
+  port: number;
+  /** Reader names or name prefixes, one per slot; empty to relay every reader. */
+  readers: readonly string[];
+  /** Options of every relayed reader (transaction idle times, exclusive mode). */
+  reader?: Omit<PcscReaderOptions, 'logger'>;
+  /** Reconnect policy of the VSCard connections; default the VSCard client's. */
+  retry?: RetryPolicy;
+  logger?: Logger;
+}
+
+interface Slot {
+  readonly index: number;
+  readonly pattern: string | undefined;
+  relay: { reader: PcscReader; client: VscClient } | undefined;
+}
+
+/**
+ * Whether `-e` options ask for the host's hardware cards: use_hw=yes or
+ * use_hw=removable (also set by `nssemul` and `passthru`) and no soft= card.
+ * libcacard reaches hardware through NSS for hw_type=CAC and through PC/SC
+ * for hw_type=PASSTHRU; virtcard relays it through PC/SC in both cases.
+ */
+export function emulatorOptionsRequestPcsc(options: EmulatorOptions): boolean {
+  return options.useHardware !== undefined && options.useHardware !== 'no' && options.softCards.length === 0;
+}
+
+/** Relays PC/SC readers to VSCard connections until `stop()`. */
+export class PcscClient {
+  private readonly log: Logger;
+  private readonly monitor: PcscMonitor;
+  private readonly slots: Slot[];
+  private readonly matchEveryReader: boolean;
+  private stopped = false;
+
+  private readonly onReaderAdd = (name: string): void => this.attach(name);
+
+  constructor(private readonly options: PcscClientOptions) {
+    this.log = (options.logger ?? logger).child({ component: 'pcsc-client' });
+    this.monitor = new PcscMonitor({ logger: options.logger });
+    this.matchEveryReader = options.readers.length === 0;
+    this.slots = options.readers.map((pattern, index) => ({ index, pattern, relay: undefined }));
+  }
+
+  /** Starts watching the readers; resolves once the readers present at start are relayed. */
+  async start(): Promise<void> {
+    this.monitor.on('reader-add', this.onReaderAdd);
+    this.monitor.start();
+    await this.monitor.ready();
+    if (this.monitor.snapshot().length === 0) {
+      this.log.warn('no PC/SC reader found yet; relaying readers as they appear');
+    }
+  }
+
+  /** Announces the removal of every reader to QEMU, closes the connections and stops watching. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.monitor.off('reader-add', this.onReaderAdd);
+    await Promise.all(this.slots.map((slot) => this.release(slot)));
+    await this.monitor.stop();
+  }
+
+  /** Returns the reader name relayed on each slot's port, for status output and tests. */
+  relayedReaders(): Map<number, string> {
+    const relayed = new Map<number, string>();
+    for (const slot of this.slots) {
+      if (slot.relay !== undefined) relayed.set(this.options.port + slot.index, slot.relay.reader.name);
+    }
+    return relayed;
+  }
+
+  private attach(name: string): void {
+    if (this.stopped) return;
+    if (this.slots.some((slot) => slot.relay?.reader.name === name)) return;
+
+    const slot = this.findSlot(name);
+    if (slot === undefined) {
+      this.log.info({ reader: name }, 'reader does not match any requested reader name; not relaying it');
+      return;
+    }
+    const port = this.options.port + slot.index;
+    if (port > 65535) {
+      this.log.error({ reader: name, port }, 'no TCP port left for this reader; relay fewer readers or use a lower port');
+      return;
+    }
+
+    const reader = new PcscReader(name, this.monitor, { ...this.options.reader, logger: this.options.logger });
+    const client = new VscClient({
+      host: this.options.host,
+      port,
+      reader,
+      retry: this.options.retry,
+      log: (this.options.logger ?? logger).child({ component: 'vscard-client', port, reader: name }),
+    });
+    slot.relay = { reader, client };
+    reader.once('close', () => {
+      // The session has sent VSC_ReaderRemove by now; free the slot for a reader that appears later.
+      if (slot.relay?.reader === reader) void this.release(slot);
+    });
+    this.log.info({ reader: name, host: this.options.host, port }, 'relaying reader to QEMU');
+    client.start();
+  }
+
+  private findSlot(name: string): Slot | undefined {
+    const matching = this.slots.find(
+      (slot) => slot.relay === undefined && slot.pattern !== undefined && name.startsWith(slot.pattern),
+    );
+    if (matching !== undefined || !this.matchEveryReader) return matching;
+
+    const free = this.slots.find((slot) => slot.relay === undefined);
+    if (free !== undefined) return free;
+    const added: Slot = { index: this.slots.length, pattern: undefined, relay: undefined };
+    this.slots.push(added);
+    return added;
+  }
+
+  private async release(slot: Slot): Promise<void> {
+    const relay = slot.relay;
+    if (relay === undefined) return;
+    slot.relay = undefined;
+    await relay.client.stop();
+    await relay.reader.close();
+  }
+}
