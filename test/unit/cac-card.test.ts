@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants, publicEncrypt } from 'node:crypto';
 import { createCacCard, CAC_ATR } from '../../src/cac/index.js';
-import type { KeyStore } from '../../src/backends/key-store.js';
+import { KeyStoreError, type KeyStore } from '../../src/backends/key-store.js';
 import type { VirtualCard } from '../../src/card/virtual-card.js';
 import { MemoryKeyStore } from '../support/memory-key-store.js';
 
@@ -278,4 +278,70 @@ test('too many certificates rejected', () => {
   };
   assert.throws(() => createCacCard(many), /at most 10/);
   assert.throws(() => createCacCard(store, { pinRetries: 0 }), RangeError);
+});
+
+test('2048-bit SIGN through GET RESPONSE', async () => {
+  const store = new MemoryKeyStore({ modulusBits: 2048 });
+  const card = createCacCard(store);
+  card.reset();
+  await send(card, `00 20 00 00 08 ${PIN}`);
+  await select(card, PKI0);
+  const input = Buffer.alloc(256, 0xff);
+  input[0] = 0x00;
+  input[1] = 0x01;
+  input[200] = 0x00;
+  const command = `80 42 00 00 00 01 00 ${input.toString('hex')}`;
+
+  assert.equal(await send(card, command), '6100', 'no Le: 256 bytes pending');
+  const whole = await send(card, '00 C0 00 00 00');
+  assert.equal(whole.length, 256 * 2 + 4);
+  assert.equal(sw(whole), '9000');
+
+  assert.equal(await send(card, command), '6100');
+  const first = await send(card, '00 C0 00 00 FF');
+  assert.equal(sw(first), '6101', 'one byte left');
+  const last = await send(card, '00 C0 00 00 FF');
+  assert.equal(last.length, 2 + 4);
+  assert.equal(first.slice(0, -4) + last.slice(0, -4), whole.slice(0, -4));
+});
+
+test('VERIFY maps key store failures', async () => {
+  const store = new MemoryKeyStore();
+  store.verifyPin = (): Promise<boolean> => Promise.reject(new KeyStoreError('failed', 'token removed'));
+  const card = createCacCard(store);
+  card.reset();
+  assert.equal(await send(card, `00 20 00 00 08 ${PIN}`), '6500');
+  assert.equal(await send(card, '00 20 00 00'), '63C3', 'a store failure is not a wrong PIN');
+});
+
+test('Person Instance reads the data object', async () => {
+  const store = new MemoryKeyStore();
+  const objects = new Map([['Person Instance', bytes('01 05 4D 61 72 69 65 02 00 03 02 54 75 FF')]]);
+  const withObjects = Object.assign(store, {
+    readDataObject: (label: string): Promise<Uint8Array | undefined> => Promise.resolve(objects.get(label)),
+  });
+  const card = createCacCard(withObjects);
+  card.reset();
+
+  await select(card, 'A0 00 00 00 79 02 00');
+  assert.equal(await send(card, '80 52 00 00 02 01 08 00'), '06000105020003029000', 'TL file, damaged tail dropped');
+  assert.equal(await send(card, '80 52 00 00 02 02 09 00'), '07004D6172696554759000');
+
+  await select(card, 'A0 00 00 00 79 02 01');
+  assert.equal(await send(card, '80 52 00 00 02 01 02 00'), '00009000', 'no Personnel object');
+});
+
+test('commands keep order around async ones', async () => {
+  const { card } = newCard();
+  const selectCcc = bytes(`00 A4 04 00 07 ${CCC}`);
+  const verify = bytes(`00 20 00 00 08 ${PIN}`);
+  const getResponse = bytes('00 C0 00 00 0D');
+  const status = bytes('00 20 00 00');
+  const responses = await Promise.all([
+    card.transmit(verify),
+    card.transmit(selectCcc),
+    card.transmit(getResponse),
+    card.transmit(status),
+  ]);
+  assert.deepEqual(responses.map((response) => hex(response).slice(-4)), ['9000', '610D', '9000', '9000']);
 });
