@@ -5,11 +5,14 @@
  * P1 bit 40 selects libcacard's undocumented extended format, which is
  * reproduced byte for byte. The SimpleTLV format deliberately differs from
  * libcacard in three places, because libcacard copies C structure memory
- * where GSC-IS defines values: an ACR entry is `[ACRID, type, n,
- * (provider, key) × n]` (libcacard: ACRID, type, applet byte and padding),
- * a service applet entry carries the applet's AID (libcacard: structure
- * bytes), and the access method provider table lists the three providers
- * 1F, 1E, 1D (libcacard: 1E, 1D and an empty entry).
+ * where GSC-IS defines values:
+ *
+ * - an ACR entry is `[ACRID, type, n, (provider, key) × n]`, where
+ *   libcacard sends ACRID, type, applet byte and structure padding;
+ * - a service applet entry carries the applet's AID, where libcacard sends
+ *   structure bytes;
+ * - the access method provider table lists the three providers 1F, 1E and
+ *   1D, where libcacard lists 1E, 1D and an empty entry.
  */
 import type { AppletResult, CardContext } from '../card/applet.js';
 import type { CommandApdu } from '../iso7816/apdu.js';

@@ -46,7 +46,7 @@ export function createCacCard(store: KeyStore, options: CacCardOptions = {}): Vi
   const slots = store.slots;
   if (slots.length > MAX_PKI_APPLETS) {
     throw new RangeError(
-      `key store ${store.description} has ${slots.length} certificates, but the CAC card holds at most ${MAX_PKI_APPLETS}; choose fewer certificates`,
+      `key store ${store.description} has ${slots.length} certificates, but the CAC card supports at most ${MAX_PKI_APPLETS}; choose fewer certificates`,
     );
   }
 

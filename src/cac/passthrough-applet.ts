@@ -1,8 +1,8 @@
 /**
  * The Person Instance (02 00) and Personnel (02 01) applets. libcacard 2.8
- * fills their buffers from the token's data object with the same label,
- * read on the first READ BUFFER after selection; without such an object
- * both files are `00 00`.
+ * fills their buffers from the token's data object with the same label.
+ * It reads the object on the first READ BUFFER after selection, and without
+ * such an object both files are `00 00`.
  */
 import type { AppletResult, CardContext } from '../card/applet.js';
 import type { KeyStore } from '../backends/key-store.js';
