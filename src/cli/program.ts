@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { clientCommand } from './client-command.js';
 import { emulatedCommand } from './emulated-command.js';
+import { hostCommand } from './host-command.js';
 import { listCommand } from './list-command.js';
 import { vpcdCommand } from './vpcd-command.js';
 
@@ -12,6 +13,7 @@ export async function runCli(argv: string[]): Promise<number> {
   program.addCommand(vpcdCommand());
   program.addCommand(listCommand());
   program.addCommand(emulatedCommand());
+  program.addCommand(hostCommand());
   program.addCommand(clientCommand());
 
   await program.parseAsync(argv);
