@@ -200,6 +200,7 @@ class Pkcs11KeyStore implements KeyStore {
   }
 
   verifyPin(pin: Uint8Array): Promise<boolean> {
+    // NOTE: pkcs11js takes the PIN as a string, so bytes that are not UTF-8 reach the token altered and fail as a wrong PIN.
     return this.serialize(() => this.login(Buffer.from(pin).toString('utf8')));
   }
 
@@ -345,11 +346,16 @@ class Pkcs11KeyStore implements KeyStore {
       if (this.closed) return;
       this.closed = true;
       this.logout();
-      try {
-        this.module.C_CloseSession(this.session);
-        this.module.C_Finalize();
-      } catch (error) {
-        log.warn({ module: this.modulePath, err: (error as Error).message }, 'closing the PKCS#11 module failed');
+      const steps: [string, () => void][] = [
+        ['C_CloseSession', () => this.module.C_CloseSession(this.session)],
+        ['C_Finalize', () => this.module.C_Finalize()],
+      ];
+      for (const [name, step] of steps) {
+        try {
+          step();
+        } catch (error) {
+          log.warn({ module: this.modulePath, err: (error as Error).message }, `${name} failed while closing the key store`);
+        }
       }
       try {
         this.module.close();
