@@ -244,3 +244,23 @@ test('vpcd card stop closes connection', async () => {
   assert.equal(vpcd.connections.length, 1, 'no reconnect after stop');
   await vpcd.close();
 });
+
+test('vpcd card stops on reader close', async () => {
+  const vpcd = new FakeVpcd();
+  const port = await vpcd.listen();
+  const reader = new EchoReader();
+  const { logger, records } = memoryLogger();
+  const card = new VpcdCard(reader, { port, logger, initialRetryDelayMs: 10 });
+  card.start();
+  try {
+    const peer = await vpcd.connection(1);
+    reader.emit('close');
+    await peer.closed;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(vpcd.connections.length, 1, 'no reconnect after the reader closed');
+    assert.ok(records.some((record) => record['msg'] === 'stopped serving card to vpcd'));
+  } finally {
+    await card.stop();
+    await vpcd.close();
+  }
+});
