@@ -59,7 +59,7 @@ export function softoknCandidates(): string[] {
   return directories.flatMap((directory) => names.map((name) => path.join(directory, name)));
 }
 
-/** Returns the path of NSS's softokn module, or raises an error that says how to install or name it. */
+/** Returns the path of NSS's softokn module, or raises an error that explains how to install or name it. */
 export function findSoftokn(explicitPath?: string): string {
   const configured = explicitPath ?? process.env[SOFTOKN_PATH_VARIABLE];
   if (configured !== undefined && configured !== '') {
@@ -78,7 +78,7 @@ export function findSoftokn(explicitPath?: string): string {
   return found;
 }
 
-/** Strips an optional `sql:` prefix and checks that DIR holds an sql database; returns the absolute directory. */
+/** Strips an optional `sql:` prefix, checks that DIR contains an sql database, and returns the absolute directory. */
 export function resolveDatabaseDirectory(directory: string): string {
   if (/^(dbm|extern|multiaccess|rdb):/.test(directory)) {
     throw new Error(`Unsupported NSS database type in "${directory}"; only sql databases (cert9.db, key4.db) are supported, given as sql:DIR or DIR`);
@@ -91,7 +91,7 @@ export function resolveDatabaseDirectory(directory: string): string {
   }
   const missing = ['cert9.db', 'key4.db'].filter((file) => !existsSync(path.join(absolute, file)));
   if (missing.length > 0) {
-    const legacy = existsSync(path.join(absolute, 'cert8.db')) ? ' It holds a legacy dbm database (cert8.db); convert it to the sql format with certutil.' : '';
+    const legacy = existsSync(path.join(absolute, 'cert8.db')) ? ' It contains a legacy dbm database (cert8.db); convert it to the sql format with certutil.' : '';
     throw new Error(`No NSS sql database in ${absolute}: ${missing.join(' and ')} missing.${legacy} Create one with "certutil -N -d sql:${absolute}" or give another directory`);
   }
   return absolute;
