@@ -3,7 +3,7 @@
  * against virtcard's CAC card, in process, with the certificates and keys of
  * the fixture NSS database. Every exchange must match the recording, except
  * where virtcard differs by design (VERIFY retry counter, GSC-IS GET ACR
- * tables); those are checked against the answer the documented rule gives.
+ * tables). Those are checked against the response the documented rule gives.
  *
  * The transcripts and the database are read from $VIRTCARD_SHARED, by
  * default the `shared` directory beside the repository.

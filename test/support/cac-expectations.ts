@@ -1,19 +1,19 @@
 /**
- * The answers virtcard's CAC card must give where it deliberately differs
- * from libcacard, computed from the documented rules so the conformance
- * test can check those exchanges instead of skipping them:
+ * The responses virtcard's CAC card must return where it deliberately
+ * differs from libcacard, computed from the documented rules so the
+ * conformance test can check those exchanges instead of skipping them:
  *
- * - VERIFY keeps a retry counter: a wrong PIN answers 63 Cx, the PIN blocks
- *   at 0 (69 83, also for the right PIN), VERIFY without data answers 90 00
+ * - VERIFY keeps a retry counter: a wrong PIN returns 63 Cx, the PIN blocks
+ *   at 0 (69 83, also for the right PIN), VERIFY without data returns 90 00
  *   when verified and 63 Cx otherwise. Resets clear the verified state, not
- *   the counter. SIGN/DECRYPT without a verified PIN answers 69 85.
+ *   the counter. SIGN/DECRYPT without a verified PIN returns 69 85.
  * - GET ACR in SimpleTLV form (P1 00, 01, 20, 21) uses the GSC-IS values:
  *   ACR entries `[ACRID, type, n, (provider, key)...]`, service applet
  *   entries with the applet's AID, and the three access method providers.
  *
- * The model follows the recorded exchanges: it learns which applet is
- * selected on channels 0 and 1 from the C card's SELECT answers and keeps
- * its own GET RESPONSE buffer only while the two cards' answers diverge.
+ * The model follows the recorded exchanges. It learns which applet is
+ * selected on channels 0 and 1 from the C card's SELECT responses, and it
+ * keeps its own GET RESPONSE buffer only while the two cards diverge.
  */
 import { parseCommandApdu } from '../../src/iso7816/apdu.js';
 
@@ -117,9 +117,9 @@ export class CacExpectationModel {
   }
 
   /**
-   * Returns the answer virtcard must give to `command` when it differs by
-   * design from `recorded` (the C card's answer, or undefined when the C
-   * answer was not recorded exactly), or undefined when virtcard must answer
+   * Returns the response virtcard must return to `command` when it differs
+   * by design from `recorded` (the C card's response, or undefined when it
+   * was not recorded exactly). Returns undefined when virtcard must respond
    * like the C card. Updates the model either way.
    */
   expect(command: Uint8Array, recorded: Uint8Array | undefined): Uint8Array | undefined {
@@ -134,7 +134,7 @@ export class CacExpectationModel {
     }
     const selected = this.selected[cls.channel];
 
-    // SELECT by AID goes to the ISO handler; the C answer tells whether it found the applet.
+    // SELECT by AID goes to the ISO handler, and the C card's status word shows whether it found the applet.
     if (apdu.ins === 0xa4 && apdu.p1 === 0x04 && cls.iso && cls.secureMessaging === 0 && recorded !== undefined) {
       const sw1 = recorded[recorded.length - 2];
       const sw = (recorded[recorded.length - 2]! << 8) | recorded[recorded.length - 1]!;
@@ -187,7 +187,7 @@ export class CacExpectationModel {
     return 0x63c0 | this.triesLeft;
   }
 
-  /** Returns the SimpleTLV GET ACR payload where it differs by design, or undefined for libcacard's own answer. */
+  /** Returns the SimpleTLV GET ACR payload where it differs by design, or undefined where libcacard's response stands. */
   private getAcrPayload(p1: number, data: Uint8Array): number[] | undefined {
     switch (p1) {
       case 0x00:
