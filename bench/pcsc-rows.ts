@@ -1,0 +1,208 @@
+/**
+ * Benchmarks through a private pcscd and vsmartcard's vpcd: APDU round trips
+ * per second with the echo card, virtcard's CAC card, libcacard's card
+ * (libcacard-driver.c in vpcd mode) and vsmartcard's vicc; the wall time of
+ * `pkcs11-tool -O`; and RSA-2048 signatures per second through OpenSC's
+ * PKCS#11 module. The client side of the round trips is pcsc-loop.c.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startPrivatePcscd, type PrivatePcscd } from '../test/support/private-pcscd.js';
+import { SELECT_PKI_APDU, toHex } from './apdus.js';
+import { median, parseRate, runCommand } from './measure.js';
+import type { BenchRow } from './report.js';
+import type { BenchContext } from './run.js';
+
+/** Name prefix of the first vpcd slot as pcscd lists it. */
+const VPCD_READER = 'Virtual PCD 00 00';
+
+/** Where Debian's opensc-pkcs11 installs the PKCS#11 module. */
+const OPENSC_MODULE = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
+
+type CardKind = 'echo' | 'virtcard' | 'libcacard' | 'vicc';
+
+interface RunningCard {
+  child: ChildProcess;
+  /** Standard error of the card process so far. */
+  stderr(): string;
+  stop(): Promise<void>;
+}
+
+function startCard(kind: CardKind, context: BenchContext, pcscd: PrivatePcscd): RunningCard {
+  const port = String(pcscd.vpcdPort);
+  const server = path.join(context.scriptFolder, 'vpcd-card-server.js');
+  const [command, args]: [string, string[]] =
+    kind === 'echo'
+      ? [process.execPath, [server, 'echo', port]]
+      : kind === 'virtcard'
+        ? [process.execPath, [server, 'cac', port, context.nssDatabase]]
+        : kind === 'libcacard'
+          ? [context.libcacardDriver, ['vpcd', context.nssDatabase, '127.0.0.1', port]]
+          : ['vicc', ['--type', 'iso7816', '--hostname', '127.0.0.1', '--port', port]];
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VIRTCARD_LOG_LEVEL: 'warn' } });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await Promise.race([exited, sleep(3000)]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    // vpcd notices the closed connection on its next poll; give pcscd time to see the slot empty.
+    await sleep(300);
+  };
+  return { child, stderr: () => stderr, stop };
+}
+
+/** Waits until pcscd reports a card in the vpcd slot, by exchanging one APDU. */
+async function waitForCard(context: BenchContext, pcscd: PrivatePcscd, kind: CardKind, card: RunningCard): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    if (card.child.exitCode !== null) {
+      const lastLine = card.stderr().trim().split('\n').at(-1) ?? '';
+      throw new Error(`the ${kind} card exited with code ${card.child.exitCode}: ${lastLine}`);
+    }
+    try {
+      await runCommand(context.pcscLoop, [VPCD_READER, '0', toHex(SELECT_PKI_APDU)], { env: pcscd.env, timeoutMs: 5000 });
+      return;
+    } catch (error) {
+      lastError = error;
+      await sleep(200);
+    }
+  }
+  throw new Error(`the ${kind} card did not appear in ${VPCD_READER} within 15 s: ${String(lastError)}`);
+}
+
+/**
+ * Runs `measure` once per round for every card kind in turn, each with a
+ * freshly started card. A card in `optional` that fails to start is
+ * recorded in `failures` and left out of later rounds; any other failure
+ * is raised.
+ */
+async function interleave(
+  kinds: readonly CardKind[],
+  context: BenchContext,
+  pcscd: PrivatePcscd,
+  measure: (kind: CardKind) => Promise<number>,
+  optional: { kinds: readonly CardKind[]; failures: Map<CardKind, string> } = { kinds: [], failures: new Map() },
+): Promise<Map<CardKind, number[]>> {
+  const results = new Map<CardKind, number[]>(kinds.map((kind) => [kind, []]));
+  for (let round = 0; round < context.rounds; round++) {
+    for (const kind of kinds) {
+      if (optional.failures.has(kind)) continue;
+      const card = startCard(kind, context, pcscd);
+      try {
+        await waitForCard(context, pcscd, kind, card);
+        results.get(kind)!.push(await measure(kind));
+      } catch (error) {
+        if (!optional.kinds.includes(kind)) throw error;
+        optional.failures.set(kind, error instanceof Error ? error.message : String(error));
+      } finally {
+        await card.stop();
+      }
+    }
+  }
+  return results;
+}
+
+function ratioRow(
+  name: string,
+  values: Map<CardKind, number[]>,
+  subject: CardKind,
+  reference: CardKind,
+  target: number,
+  higherIsBetter: boolean,
+  command: string,
+): BenchRow {
+  const subjectValues = values.get(subject)!;
+  const referenceValues = values.get(reference)!;
+  const ratio = median(subjectValues.map((value, index) => value / referenceValues[index]!));
+  return {
+    name,
+    virtcard: median(subjectValues),
+    reference: median(referenceValues),
+    ratio,
+    target: `${higherIsBetter ? '≥' : '≤'} ${target.toFixed(2)}×`,
+    met: higherIsBetter ? ratio >= target : ratio <= target,
+    command,
+  };
+}
+
+export async function runPcscRows(context: BenchContext): Promise<BenchRow[]> {
+  const pcscd = await startPrivatePcscd();
+  // OpenSC's file cache would let later pkcs11-tool runs skip the card, so turn it off.
+  const openscConfig = path.join(context.workFolder, 'opensc.conf');
+  writeFileSync(openscConfig, 'app default {\n  framework pkcs15 {\n    use_file_caching = no;\n  }\n}\n');
+  const clientEnv = { ...pcscd.env, OPENSC_CONF: openscConfig };
+
+  try {
+    const apdu = toHex(SELECT_PKI_APDU);
+    const cardFailures = new Map<CardKind, string>();
+    const roundTrips = await interleave(
+      ['echo', 'virtcard', 'libcacard', 'vicc'],
+      context,
+      pcscd,
+      async () => {
+        const result = await runCommand(context.pcscLoop, [VPCD_READER, String(context.seconds), apdu], { env: pcscd.env });
+        return parseRate(result.stdout, 'pcsc-loop');
+      },
+      { kinds: ['vicc'], failures: cardFailures },
+    );
+    const viccProblem = cardFailures.get('vicc');
+    const loopCommand = `pcsc-loop "${VPCD_READER}" ${context.seconds} ${apdu}`;
+
+    const listObjects = await interleave(['virtcard', 'libcacard'], context, pcscd, async () => {
+      const result = await runCommand('pkcs11-tool', ['--module', OPENSC_MODULE, '-O'], { env: clientEnv });
+      const certificates = result.stdout.match(/^Certificate Object/gm)?.length ?? 0;
+      if (certificates !== 3) throw new Error(`pkcs11-tool -O listed ${certificates} certificates instead of 3:\n${result.stdout}${result.stderr}`);
+      return result.seconds;
+    });
+
+    const signLoop = path.join(context.scriptFolder, 'pkcs11-sign-loop.js');
+    const signatures = await interleave(['virtcard', 'libcacard'], context, pcscd, async () => {
+      const result = await runCommand(process.execPath, [signLoop, String(context.seconds * 2), OPENSC_MODULE], {
+        env: { ...clientEnv, VIRTCARD_BENCH_PIN: context.pin },
+      });
+      return parseRate(result.stdout, 'pkcs11-sign-loop');
+    });
+
+    const viccRow: BenchRow =
+      viccProblem === undefined
+        ? {
+            ...ratioRow('vpcd round trips/s, virtcard echo card (reference: vsmartcard vicc)', roundTrips, 'echo', 'vicc', 1.0, true, loopCommand),
+            target: 'informative',
+            met: undefined,
+            note: 'informative: vicc --type iso7816',
+          }
+        : {
+            name: 'vpcd round trips/s, vsmartcard vicc',
+            virtcard: undefined,
+            reference: undefined,
+            ratio: undefined,
+            target: 'informative',
+            met: undefined,
+            command: 'vicc --type iso7816',
+            note: `not measured: ${viccProblem}`,
+          };
+    return [
+      ratioRow('vpcd round trips/s, virtcard CAC card (reference: echo card)', roundTrips, 'virtcard', 'echo', 0.95, true, loopCommand),
+      ratioRow('vpcd round trips/s, virtcard CAC card (reference: libcacard card)', roundTrips, 'virtcard', 'libcacard', 1.0, true, loopCommand),
+      viccRow,
+      ratioRow('pkcs11-tool -O wall time, s (reference: libcacard card)', listObjects, 'virtcard', 'libcacard', 1.0, false, 'pkcs11-tool --module opensc-pkcs11.so -O'),
+      ratioRow(
+        'RSA-2048 signatures/s via OpenSC PKCS#11 (reference: libcacard card)',
+        signatures,
+        'virtcard',
+        'libcacard',
+        10,
+        true,
+        `node dist/bench/pkcs11-sign-loop.js ${context.seconds * 2}`,
+      ),
+    ];
+  } finally {
+    await pcscd.stop();
+  }
+}

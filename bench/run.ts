@@ -1,0 +1,164 @@
+/**
+ * Runs every benchmark of virtcard against its C counterpart and prints a
+ * table of ratios measured in the same run; `npm run bench` calls it.
+ * The results also replace the part of docs/benchmarks.md between the
+ * `bench:start` and `bench:end` markers.
+ *
+ *   npm run bench [-- --rounds N] [--seconds S] [--no-write]
+ *
+ * `npm run bench` bundles this script and the loop programs it starts with
+ * esbuild into dist/bench-bundle first, so a rebuild of dist/ during the run
+ * cannot change the code under test.
+ *
+ * Measurements alternate between virtcard and the reference in each round
+ * and report medians, because one run on a shared machine drifts by about
+ * 15 %. Needs root (the private pcscd), cc, Debian's libcacard-dev,
+ * libpcsclite-dev, pcscd, vsmartcard-vpcd, vsmartcard-vpicc and opensc.
+ */
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildReport, type BenchRow } from './report.js';
+import { runEngineRows } from './engine-rows.js';
+import { runHostRow } from './host-row.js';
+import { runPcscRows } from './pcsc-rows.js';
+import { measureVscardDecode } from './vscard-decode.js';
+import { median } from './measure.js';
+
+/** Folder of this script and of the loop programs it starts (dist/bench or dist/bench-bundle). */
+const scriptFolder = path.dirname(fileURLToPath(import.meta.url));
+const repository = path.resolve(scriptFolder, '../..');
+
+/** Folder of the shared test material: VIRTCARD_SHARED, or `shared` beside the repository. */
+const sharedFolder = process.env.VIRTCARD_SHARED ?? path.resolve(repository, '../shared');
+
+export interface BenchContext {
+  /** Temporary folder for the C tools and the copy of the NSS database. */
+  workFolder: string;
+  /** Copy of the fixture NSS database (password 12345678, three certificates). */
+  nssDatabase: string;
+  /** Card PIN of both cards: the NSS database password. */
+  pin: string;
+  /** Compiled bench/libcacard-driver.c. */
+  libcacardDriver: string;
+  /** Compiled bench/pcsc-loop.c. */
+  pcscLoop: string;
+  /** Folder of the compiled loop programs (engine-loop.js, vpcd-card-server.js, pkcs11-sign-loop.js). */
+  scriptFolder: string;
+  rounds: number;
+  /** Length of one timed loop, in seconds. */
+  seconds: number;
+}
+
+function compile(source: string, output: string, pkgConfigPackage: string): void {
+  const flags = spawnSync('pkg-config', ['--cflags', '--libs', pkgConfigPackage], { encoding: 'utf8' });
+  if (flags.status !== 0) throw new Error(`pkg-config found no ${pkgConfigPackage}: install its -dev package (${flags.stderr.trim()})`);
+  const result = spawnSync('cc', ['-O2', '-o', output, source, ...flags.stdout.trim().split(/\s+/)], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`cc failed on ${source}:\n${result.stderr}`);
+}
+
+function packageVersion(name: string): string {
+  const result = spawnSync('dpkg-query', ['-W', '-f', '${Version}', name], { encoding: 'utf8' });
+  return result.status === 0 ? result.stdout.trim() : 'not installed';
+}
+
+/** Describes the machine and the software versions for the report. */
+function describeMachine(): string[] {
+  const cpuModel = cpus()[0]?.model ?? 'unknown';
+  const nproc = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
+  const virtcardVersion = (JSON.parse(readFileSync(path.join(repository, 'package.json'), 'utf8')) as { version: string }).version;
+  return [
+    `CPU: ${cpuModel}, nproc = ${nproc}`,
+    `Node.js ${process.version}, virtcard ${virtcardVersion}`,
+    `libcacard ${packageVersion('libcacard0')}, pcscd ${packageVersion('pcscd')}, vsmartcard-vpcd ${packageVersion('vsmartcard-vpcd')}, ` +
+      `vsmartcard-vpicc ${packageVersion('vsmartcard-vpicc')}, OpenSC ${packageVersion('opensc')}`,
+  ];
+}
+
+function parseOptions(argv: readonly string[]): { rounds: number; seconds: number; write: boolean } {
+  const valueOf = (name: string, fallback: number): number => {
+    const index = argv.indexOf(name);
+    if (index < 0) return fallback;
+    const value = Number(argv[index + 1]);
+    if (!(value > 0)) throw new Error(`${name} needs a positive number, got "${argv[index + 1]}"`);
+    return value;
+  };
+  return { rounds: valueOf('--rounds', 5), seconds: valueOf('--seconds', 1.5), write: !argv.includes('--no-write') };
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const fixtureDatabase = path.join(sharedFolder, 'fixtures/nss-db');
+  if (!existsSync(fixtureDatabase)) throw new Error(`NSS database not found at ${fixtureDatabase}: set VIRTCARD_SHARED`);
+
+  const workFolder = mkdtempSync(path.join(tmpdir(), 'virtcard-bench-'));
+  try {
+    const nssDatabase = path.join(workFolder, 'nss-db');
+    cpSync(fixtureDatabase, nssDatabase, { recursive: true });
+    const pin = readFileSync(path.join(sharedFolder, 'fixtures/nss-db-password.txt'), 'utf8').trim();
+
+    const context: BenchContext = {
+      workFolder,
+      nssDatabase,
+      pin,
+      libcacardDriver: path.join(workFolder, 'libcacard-driver'),
+      pcscLoop: path.join(workFolder, 'pcsc-loop'),
+      scriptFolder,
+      rounds: options.rounds,
+      seconds: options.seconds,
+    };
+    compile(path.join(repository, 'bench/libcacard-driver.c'), context.libcacardDriver, 'libcacard');
+    compile(path.join(repository, 'bench/pcsc-loop.c'), context.pcscLoop, 'libpcsclite');
+
+    const started = Date.now();
+    const rows: BenchRow[] = [];
+    rows.push(...(await runEngineRows(context)));
+    rows.push(...(await runPcscRows(context)));
+
+    const decoderRatios: number[] = [];
+    const decoderRates: number[] = [];
+    const copyRates: number[] = [];
+    for (let round = 0; round < options.rounds; round++) {
+      const { decoderMBps, copyMBps } = measureVscardDecode(options.seconds / 2);
+      decoderRates.push(decoderMBps);
+      copyRates.push(copyMBps);
+      decoderRatios.push(decoderMBps / copyMBps);
+    }
+    rows.push({
+      name: 'VSCard decoder, MB/s (reference: buffer copy of the same chunks)',
+      virtcard: median(decoderRates),
+      reference: median(copyRates),
+      ratio: median(decoderRatios),
+      target: '≥ 0.5×',
+      met: median(decoderRatios) >= 0.5,
+      command: 'in-process: bench/vscard-decode.ts, 16 KiB chunks of APDU messages',
+    });
+    rows.push(...(await runHostRow(context, repository)));
+
+    const minutes = (Date.now() - started) / 60_000;
+    const report = buildReport(rows, describeMachine(), options, minutes);
+    console.log(report);
+    if (options.write) writeResults(path.join(repository, 'docs/benchmarks.md'), report);
+  } finally {
+    rmSync(workFolder, { recursive: true, force: true });
+  }
+}
+
+/** Replaces the generated part of the benchmark page, keeping the text around it. */
+function writeResults(page: string, report: string): void {
+  const start = '<!-- bench:start -->';
+  const end = '<!-- bench:end -->';
+  const current = existsSync(page) ? readFileSync(page, 'utf8') : `# Benchmarks\n\n${start}\n${end}\n`;
+  const from = current.indexOf(start);
+  const to = current.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`${page} lacks the ${start} … ${end} markers; add them where the results go`);
+  writeFileSync(page, `${current.slice(0, from + start.length)}\n${report}\n${current.slice(to)}`);
+  console.log(`wrote the results into ${page}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});
