@@ -12,13 +12,15 @@ import { armTcpQuickAck } from '../transports/tcp-quickack.js';
 import { VscClient } from '../vscard/client-connection.js';
 import { MESSAGE_TRACE_LEVEL } from '../vscard/client-session.js';
 import { CONSOLE_HELP, startConsole } from './client-console.js';
+import { addPcscOptions, runPcscRelay, wantsPcscRelay, type PcscCommandOptions } from './client-pcsc.js';
 import { openClientIdentity, type ClientIdentityOptions } from './client-identity.js';
+import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
 import { addIdentityOptions } from './identity-options.js';
 import { EMULATOR_OPTIONS_HELP } from './libcacard-options.js';
 
 const log = logger.child({ component: 'client' });
 
-interface ClientCommandOptions extends ClientIdentityOptions {
+interface ClientCommandOptions extends ClientIdentityOptions, CacCardFormatOptions, Omit<PcscCommandOptions, 'e' | 'c' | 'p'> {
   d?: number;
   p?: boolean;
   trace?: boolean;
@@ -59,8 +61,9 @@ function stopRequest(): { promise: Promise<string>; request: (reason: string) =>
 
 /** Opens the identity, builds the card and serves it to QEMU until a stop signal or `exit`. */
 export async function runClient(host: string, port: number, options: ClientCommandOptions): Promise<void> {
-  if (options.p) {
-    throw new Error('-p (relaying a physical PC/SC card) is not supported yet; drop -p to serve the emulated card');
+  if (wantsPcscRelay(options)) {
+    await runPcscRelay(host, port, options, stopRequest().promise);
+    return;
   }
   let debugLevel = options.d ?? (options.trace ? 1 : 0);
   if (debugLevel >= MESSAGE_TRACE_LEVEL) setLogLevel('debug');
@@ -69,11 +72,17 @@ export async function runClient(host: string, port: number, options: ClientComma
   const stop = stopRequest();
   const { store, readerName } = await openClientIdentity(options);
   try {
-    const card = createCacCard(store, { pinRetries: options.pinRetries });
+    const card = createCacCard(store, { pinRetries: options.pinRetries, ...cacCardFormat(options) });
     card.reset();
     const reader = new EmulatedReader(readerName, card);
     log.info(
-      { keys: store.description, certificates: store.slots.map((slot) => slot.label), reader: readerName, pinRetries: options.pinRetries },
+      {
+        keys: store.description,
+        certificates: store.slots.map((slot) => slot.label),
+        reader: readerName,
+        pinRetries: options.pinRetries,
+        certificateCompression: options.certCompression,
+      },
       'CAC card ready',
     );
 
@@ -137,9 +146,11 @@ export function clientCommand(): Command {
     .option('-c <certname>', 'NSS certificate nickname for a card applet, as for vscclient; repeatable', collect, [])
     .addOption(new Option('-d <level>', 'trace level: 1 prints every APDU and status word, 11 also every VSCard message').argParser(parseDebugLevel))
     .option('--trace', 'print every APDU and status word decoded (same as -d 1); PINs and private-key results are masked')
-    .option('-p', "vscclient's physical-card relay; not supported yet")
+    .option('-p', "relay the card of the host's first PC/SC reader; vscclient's -p also sends that card's answers to the guest")
     .option('--reader-name <name>', 'reader name announced to QEMU (default: the soft=(…) reader name or "virtcard CAC")');
   addIdentityOptions(command);
+  addCacCardFormatOptions(command);
+  addPcscOptions(command);
   command.addHelpText(
     'after',
     `

@@ -11,11 +11,12 @@
  * is announced with VSC_ReaderRemove and its connection closed; when it comes
  * back, a new connection announces it with VSC_ReaderAdd.
  */
+import { Command, InvalidArgumentError } from 'commander';
 import { logger, type Logger } from '../log/logger.js';
 import { PcscMonitor } from '../pcsc/pcsc-monitor.js';
 import { PcscReader, type PcscReaderOptions } from '../pcsc/pcsc-reader.js';
 import { VscClient, type RetryPolicy } from '../vscard/client-connection.js';
-import type { EmulatorOptions } from './libcacard-options.js';
+import { parseEmulatorOptions, type EmulatorOptions } from './libcacard-options.js';
 
 export interface PcscClientOptions {
   host: string;
@@ -143,4 +144,75 @@ export class PcscClient {
     await relay.client.stop();
     await relay.reader.close();
   }
+}
+
+/** The `virtcard client` options this module adds and reads. */
+export interface PcscCommandOptions {
+  /** `--pcsc [READER...]`: true without names, the names or prefixes otherwise. */
+  pcsc?: boolean | string[];
+  pcscExclusive?: boolean;
+  pcscIdle?: number;
+  /** vscclient's `-p`: relay the first reader only. */
+  p?: boolean;
+  e?: string;
+  c?: string[];
+}
+
+function parseMilliseconds(value: string): number {
+  const milliseconds = Number(value);
+  if (!/^\d+$/.test(value) || milliseconds < 1 || milliseconds > 600_000) {
+    throw new InvalidArgumentError(`invalid time "${value}": use a whole number of milliseconds from 1 to 600000.`);
+  }
+  return milliseconds;
+}
+
+/** Adds `--pcsc [READER...]`, `--pcsc-exclusive` and `--pcsc-idle` to the client command. */
+export function addPcscOptions(command: Command): Command {
+  return command
+    .option(
+      '--pcsc [reader...]',
+      "relay the host's physical PC/SC cards instead of an emulated card: every reader, or those whose names start with READER; reader n uses PORT + n",
+    )
+    .option('--pcsc-exclusive', 'open relayed cards with SCARD_SHARE_EXCLUSIVE, so host software cannot use them while virtcard runs')
+    .option(
+      '--pcsc-idle <ms>',
+      "idle time after the guest's last APDU before host software may use the card again, in milliseconds (default 500)",
+      parseMilliseconds,
+    );
+}
+
+/** Whether the options select the PC/SC relay: `--pcsc`, `-p`, or `-e` asking for hardware cards without `-c`. */
+export function wantsPcscRelay(options: PcscCommandOptions): boolean {
+  if (options.pcsc !== undefined && options.pcsc !== false) return true;
+  if (options.p) return true;
+  if (options.e === undefined || (options.c?.length ?? 0) > 0) return false;
+  try {
+    return emulatorOptionsRequestPcsc(parseEmulatorOptions(options.e));
+  } catch {
+    // An invalid -e string is reported by the emulated-card path with its full message.
+    return false;
+  }
+}
+
+/** Relays the host's PC/SC readers to QEMU until `stopRequested` resolves. */
+export async function runPcscRelay(
+  host: string,
+  port: number,
+  options: PcscCommandOptions,
+  stopRequested: Promise<string>,
+): Promise<void> {
+  const log = logger.child({ component: 'client' });
+  // The empty prefix matches any name, so -p alone relays the first reader that appears.
+  const readers = Array.isArray(options.pcsc) ? options.pcsc : options.p && options.pcsc === undefined ? [''] : [];
+  const client = new PcscClient({
+    host,
+    port,
+    readers,
+    reader: { exclusive: options.pcscExclusive, idleMs: options.pcscIdle },
+  });
+  log.info({ readers: readers.length > 0 ? readers : 'all', host, firstPort: port }, 'relaying PC/SC readers to QEMU');
+  await client.start();
+  const reason = await stopRequested;
+  log.info({ reason }, 'stopping: removing the cards and readers from QEMU');
+  await client.stop();
 }

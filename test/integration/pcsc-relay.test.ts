@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes, verify, constants, X509Certificate } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -367,6 +367,37 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
       }
     } finally {
       await client.stop();
+      await Promise.all(qemu.map((fake) => fake.close()));
+    }
+  });
+
+  test('client -e use_hw=yes relays readers', async () => {
+    const port = await findFreePortPair();
+    const qemu = [new FakePassthru(), new FakePassthru()];
+    await qemu[0]!.listen(port);
+    await qemu[1]!.listen(port + 1);
+    const child = spawn(process.execPath, [VIRTCARD_MAIN, 'client', '-e', 'use_hw=yes', '127.0.0.1', String(port)], {
+      env: { ...pcscd.env, VIRTCARD_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      for (const fake of qemu) {
+        await fake.waitFor((message) => message.type === VscMessageType.Atr, `VSC_ATR from virtcard client; log:\n${stderr}`);
+      }
+      qemu[0]!.sendApdu(SELECT_PKI_0);
+      const response = await qemu[0]!.waitFor((message) => message.type === VscMessageType.Apdu, 'the SELECT response');
+      assert.equal(response.type === VscMessageType.Apdu ? statusWord(response.apdu) >> 8 : 0, 0x61, 'the CAC card answers SELECT with 61xx');
+
+      child.kill('SIGTERM');
+      for (const fake of qemu) {
+        await fake.waitFor((message) => message.type === VscMessageType.ReaderRemove, 'VSC_ReaderRemove after SIGTERM');
+      }
+      const [code] = await waitForEvent<[number | null]>(child, 'exit', 'virtcard client to exit');
+      assert.equal(code, 0, stderr);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
       await Promise.all(qemu.map((fake) => fake.close()));
     }
   });
