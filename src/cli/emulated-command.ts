@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { createCacReader } from '../cac/index.js';
 import { logger, setLogLevel } from '../log/logger.js';
+import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
 import { addExportOptions, startExports, type ExportOptions } from './export-options.js';
 import { addIdentityOptions, openIdentity, type IdentityOptions } from './identity-options.js';
 
@@ -13,7 +14,7 @@ const log = logger.child({ component: 'cli' });
 
 const READER_NAME = 'virtcard CAC';
 
-interface EmulatedCommandOptions extends IdentityOptions, ExportOptions {
+interface EmulatedCommandOptions extends IdentityOptions, ExportOptions, CacCardFormatOptions {
   verbose?: boolean;
 }
 
@@ -40,8 +41,11 @@ export async function runEmulated(options: EmulatedCommandOptions): Promise<void
   const stopSignal = waitForStopSignal();
   const store = await openIdentity(options);
   try {
-    const reader = createCacReader(READER_NAME, store, { pinRetries: options.pinRetries });
-    log.info({ keys: store.description, certificates: store.slots.map((slot) => slot.label) }, 'CAC card ready');
+    const reader = createCacReader(READER_NAME, store, { pinRetries: options.pinRetries, ...cacCardFormat(options) });
+    log.info(
+      { keys: store.description, certificates: store.slots.map((slot) => slot.label), certificateCompression: options.certCompression },
+      'CAC card ready',
+    );
     const exports = await startExports(reader, options);
     const signal = await stopSignal;
     log.info({ signal }, 'stopping');
@@ -58,6 +62,7 @@ export function emulatedCommand(): Command {
     .option('-v, --verbose', 'log every USB and CCID step');
   addExportOptions(command);
   addIdentityOptions(command);
+  addCacCardFormatOptions(command);
   return command.action(async (options: EmulatedCommandOptions) => {
     await runEmulated(options);
   });
