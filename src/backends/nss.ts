@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { KeyStore } from './key-store.js';
-import { openPkcs11Token, Pkcs11LabelNotFoundError, Pkcs11PinRejectedError } from './pkcs11.js';
+import { openPkcs11Token, Pkcs11InitializeError, Pkcs11LabelNotFoundError, Pkcs11PinRejectedError } from './pkcs11.js';
 
 /** Label softokn gives the token of the certificate and key database. */
 const NSS_DATABASE_TOKEN = 'NSS Certificate DB';
@@ -132,6 +132,12 @@ export async function openNssDatabase(options: NssDatabaseOptions): Promise<KeyS
     if (error instanceof Pkcs11LabelNotFoundError) {
       const available = error.availableLabels.map((label) => `"${label}"`).join(', ') || 'none';
       throw new Error(`No certificate with nickname "${error.label}" in NSS database sql:${directory}; nicknames present: ${available}`);
+    }
+    if (error instanceof Pkcs11InitializeError) {
+      throw new Error(
+        `NSS softokn could not open the database sql:${directory} (${error.returnValue}); ` +
+          `the files may be damaged or not an NSS database, so check them with "certutil -L -d sql:${directory}"`,
+      );
     }
     if (error instanceof Pkcs11PinRejectedError) {
       throw new Error(`The password for NSS database sql:${directory} is wrong; it is the one set with "certutil -N" or "certutil -W"`);

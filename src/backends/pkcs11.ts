@@ -70,6 +70,17 @@ export class Pkcs11PinRejectedError extends Error {
   }
 }
 
+/** Raised when C_Initialize of a module fails, for example on a damaged NSS database. */
+export class Pkcs11InitializeError extends Error {
+  constructor(
+    readonly modulePath: string,
+    readonly returnValue: string,
+  ) {
+    super(`C_Initialize of PKCS#11 module ${modulePath} failed: ${returnValue}`);
+    this.name = 'Pkcs11InitializeError';
+  }
+}
+
 type Pkcs11Error = Error & { code: number };
 
 function isPkcs11Error(error: unknown): error is Pkcs11Error {
@@ -387,7 +398,7 @@ function initializeModule(module: Pkcs11Types.PKCS11, modulePath: string, librar
     module.C_Initialize({ ...parameters, flags: pkcs11js.CKF_OS_LOCKING_OK });
   } catch (error) {
     if (!hasCode(error, pkcs11js.CKR_CANT_LOCK)) {
-      throw new Error(`C_Initialize of PKCS#11 module ${modulePath} failed: ${(error as Error).message}`);
+      throw new Pkcs11InitializeError(modulePath, (error as Error).message);
     }
     // Every call is serialized by the store, so the module's own locking is not needed.
     module.C_Initialize(libraryParameters === undefined ? undefined : { libraryParameters });
@@ -476,7 +487,12 @@ export async function openPkcs11Token(options: Pkcs11TokenOptions): Promise<KeyS
   }
 
   const module = loadModule(modulePath);
-  initializeModule(module, options.modulePath, options.libraryParameters);
+  try {
+    initializeModule(module, options.modulePath, options.libraryParameters);
+  } catch (error) {
+    module.close();
+    throw error;
+  }
   modulesInUse.add(modulePath);
 
   let store: Pkcs11KeyStore | undefined;

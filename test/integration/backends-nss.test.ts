@@ -126,7 +126,7 @@ test('NSS open reports wrong password', { skip }, async () => {
   });
 });
 
-test('NSS open reports missing database', { skip }, async () => {
+test('NSS open reports bad database', { skip }, async () => {
   const empty = mkdtempSync(path.join(tmpdir(), 'virtcard-nss-empty-'));
   try {
     await assert.rejects(openNssDatabase({ directory: `sql:${empty}`, nicknames }), (error: Error) => {
@@ -137,6 +137,13 @@ test('NSS open reports missing database', { skip }, async () => {
     const absent = path.join(empty, 'absent');
     await assert.rejects(openNssDatabase({ directory: absent, nicknames }), new RegExp(`not found: ${absent}`));
     await assert.rejects(openNssDatabase({ directory: `dbm:${empty}`, nicknames }), /only sql databases/);
+
+    writeFileSync(path.join(empty, 'cert9.db'), 'not a database');
+    writeFileSync(path.join(empty, 'key4.db'), 'not a database');
+    await assert.rejects(openNssDatabase({ directory: empty, nicknames }), /could not open the database .*damaged/);
+    // The failed open released softokn, so the next database opens.
+    const store = await openNssDatabase({ directory: fixtureDatabase, nicknames });
+    await store.close();
   } finally {
     rmSync(empty, { recursive: true, force: true });
   }
