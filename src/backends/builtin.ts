@@ -31,7 +31,7 @@ export interface BuiltinIdentityOptions {
    */
   dataDir?: string;
   /**
-   * The card PIN (1 to 8 bytes) for a new identity. For an existing identity
+   * The card PIN (4 to 8 bytes) for a new identity. For an existing identity
    * it must match the stored PIN, because the stored hash decides.
    */
   pin?: string;

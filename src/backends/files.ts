@@ -33,7 +33,7 @@ export type KeyFileSlot = CertificateAndKeyFiles | Pkcs12File;
 export interface KeyFilesOptions {
   /** One entry per PKI applet, in card order. */
   slots: readonly KeyFileSlot[];
-  /** The card PIN a guest must verify: 1 to 8 bytes. */
+  /** The card PIN a guest must verify: 4 to 8 bytes. */
   pin: string;
 }
 

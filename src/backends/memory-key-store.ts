@@ -5,7 +5,8 @@
 import { constants, createPublicKey, privateDecrypt, X509Certificate, type KeyObject } from 'node:crypto';
 import { KeyStoreError, type KeySlot, type KeyStore } from './key-store.js';
 
-/** Maximum PIN length in bytes, because a CAC VERIFY command carries an 8-byte PIN block. */
+/** PIN length limits in bytes of OpenSC's CAC driver, which sends the PIN padded with FF to 8 bytes. */
+export const MIN_CARD_PIN_BYTES = 4;
 export const MAX_CARD_PIN_BYTES = 8;
 
 /** Checks a PIN candidate and returns whether it is correct; never logs or keeps it. */
@@ -17,11 +18,11 @@ interface MemorySlot extends KeySlot {
   readonly modulus: Buffer;
 }
 
-/** Raises an error naming `source` unless the PIN is 1 to 8 bytes long, so a guest can enter it through CAC VERIFY. */
+/** Raises an error naming `source` unless the PIN is 4 to 8 bytes long, so a guest using OpenSC can enter it. */
 export function checkCardPinLength(pin: string, source: string): void {
   const length = Buffer.byteLength(pin, 'utf8');
-  if (length === 0 || length > MAX_CARD_PIN_BYTES) {
-    throw new Error(`The ${source} is ${length} bytes long; it must be 1 to ${MAX_CARD_PIN_BYTES} bytes, the size of the CAC PIN block`);
+  if (length < MIN_CARD_PIN_BYTES || length > MAX_CARD_PIN_BYTES) {
+    throw new Error(`The ${source} is ${length} bytes long; it must be ${MIN_CARD_PIN_BYTES} to ${MAX_CARD_PIN_BYTES} bytes, the PIN lengths OpenSC accepts for CAC cards`);
   }
 }
 

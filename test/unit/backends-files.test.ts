@@ -177,7 +177,10 @@ test('key files reject bad input files', async () => {
 test('key files reject bad PINs', async () => {
   const certificate = writeFile('pins.der', first.certificateDer);
   const key = writeFile('pins-key.pem', first.privateKey.export({ format: 'pem', type: 'pkcs8' }));
-  await assert.rejects(openKeyFiles({ slots: [{ certificate, key }], pin: '' }), /0 bytes long; it must be 1 to 8 bytes/);
+  await assert.rejects(openKeyFiles({ slots: [{ certificate, key }], pin: '' }), /0 bytes long; it must be 4 to 8 bytes/);
+  await assert.rejects(openKeyFiles({ slots: [{ certificate, key }], pin: '123' }), /3 bytes long/);
+  const shortest = await openKeyFiles({ slots: [{ certificate, key }], pin: '1234' });
+  assert.equal(await shortest.verifyPin(Buffer.from('1234')), true);
   await assert.rejects(openKeyFiles({ slots: [{ certificate, key }], pin: '123456789' }), (error: Error) => {
     assert.match(error.message, /9 bytes long/);
     assert.ok(!error.message.includes('123456789'), 'message leaves out the PIN');
