@@ -15,6 +15,7 @@ import { armTcpQuickAck } from './tcp-quickack.js';
 import {
   VPCD_MAX_PAYLOAD,
   VpcdFrameDecoder,
+  VpcdTruncatedFrameError,
   classifyVpcdMessage,
   encodeVpcdFrame,
   type VpcdMessage,
@@ -72,7 +73,8 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
   private started = false;
   private stopped = false;
   private socket: Socket | undefined;
-  private localCloseReason: LocalCloseReason | undefined;
+  /** Reasons for sockets this side closed, read when their 'close' event arrives. */
+  private readonly localCloseReasons = new WeakMap<Socket, LocalCloseReason>();
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
   private failedAttempts = 0;
@@ -143,7 +145,6 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
 
     const socket = connectTcp({ host: this.host, port: this.port });
     this.socket = socket;
-    this.localCloseReason = undefined;
     socket.setNoDelay(true);
 
     const decoder = new VpcdFrameDecoder();
@@ -175,7 +176,7 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
 
     socket.once('close', () => {
       if (this.socket === socket) this.socket = undefined;
-      const localReason = this.localCloseReason;
+      const localReason = this.localCloseReasons.get(socket);
 
       if (!wasConnected) {
         this.logConnectFailure(socketError);
@@ -183,10 +184,13 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
         return;
       }
 
-      if (localReason === undefined && decoder.bufferedBytes > 0) {
+      try {
+        decoder.end();
+      } catch (error) {
+        if (!(error instanceof VpcdTruncatedFrameError)) throw error;
         this.log.warn(
-          { bufferedBytes: decoder.bufferedBytes },
-          'vpcd closed the connection in the middle of a frame; the partial message is dropped',
+          { bufferedBytes: error.bufferedBytes },
+          'vpcd connection closed in the middle of a frame; the partial message is dropped',
         );
       }
       const reason = localReason ?? (socketError ? `connection failed: ${socketError.message}` : 'closed by vpcd');
@@ -233,7 +237,9 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
   private closeSocket(reason: LocalCloseReason): void {
     const socket = this.socket;
     if (socket === undefined) return;
-    this.localCloseReason = reason;
+    this.localCloseReasons.set(socket, reason);
+    // Forget the socket now, so a card inserted before its 'close' event connects anew.
+    this.socket = undefined;
     // vpcd reads a closed connection as "card removed"; there is nothing to flush first.
     socket.destroy();
   }

@@ -264,3 +264,22 @@ test('vpcd card stops on reader close', async () => {
     await vpcd.close();
   }
 });
+
+test('vpcd card reconnects on quick reinsert', async () => {
+  const vpcd = new FakeVpcd();
+  const port = await vpcd.listen();
+  const reader = new EchoReader();
+  const card = new VpcdCard(reader, { port, logger: memoryLogger().logger, initialRetryDelayMs: 10 });
+  card.start();
+  try {
+    const first = await vpcd.connection(1);
+    reader.remove();
+    reader.insert();
+    await first.closed;
+    const second = await vpcd.connection(2);
+    assert.deepEqual([...(await second.request(Uint8Array.of(0x04)))!], [...ECHO_ATR]);
+  } finally {
+    await card.stop();
+    await vpcd.close();
+  }
+});
