@@ -301,7 +301,7 @@ describe('virtcard client with QEMU passthru', { skip }, () => {
   test('NSS card matches ccid-card-emulated', async (t) => {
     const port = await freePort();
     const emulatorOptions = `db="sql:${fixtureDatabase}" use_hw=no soft=(,Test,CAC,,id-cert,signing-cert,encryption-cert)`;
-    const client = ClientProcess.start(['-e', emulatorOptions, '127.0.0.1', String(port)]);
+    const client = ClientProcess.start(['-e', emulatorOptions, '-d', '1', '127.0.0.1', String(port)]);
     let stopCode: Promise<number | null> | undefined;
 
     let run: GuestRun;
@@ -347,6 +347,15 @@ describe('virtcard client with QEMU passthru', { skip }, () => {
       assert.match(section(sections, 'inserted-L', run), /token label\s+: John Doe/);
       assert.match(client.stdout, /remove Test: card removed/);
       assert.match(client.stdout, /insert Test: card inserted/);
+    });
+
+    await t.test('trace masks PIN and key results', () => {
+      assert.match(client.stdout, /^APDU > 00 A4 04 00 07 A0 00 00 00 79 01 00 {2}SELECT CAC PKI applet 0/m);
+      assert.match(client.stdout, /^APDU > 00 20 00 00 08 <8 bytes masked> {2}VERIFY/m);
+      assert.match(client.stdout, /SIGN\/DECRYPT \(CAC\)/);
+      assert.match(client.stdout, /^APDU < <256 bytes masked> 90 00 {2}success/m);
+      // The PIN as OpenSC sends it ("12345678"), in the trace's hex format.
+      assert.doesNotMatch(client.stdout, /31 32 33 34 35 36 37 38/);
     });
 
     await t.test('stopped client leaves an empty reader', async () => {

@@ -437,3 +437,41 @@ test('trace masks the VERIFY PIN', async () => {
   assert.equal(lines.filter((line) => line.startsWith('APDU >')).length, 1);
   assert.equal(lines.filter((line) => line.startsWith('APDU <')).length, 1);
 });
+
+test('trace level 11 shows every message', async () => {
+  const qemu = new FakeQemu();
+  const port = await qemu.listen();
+  const lines: string[] = [];
+  let level = 11;
+  const client = new VscClient({
+    host: '127.0.0.1',
+    port,
+    reader: new EchoReader('Test'),
+    retry: FAST_RETRY,
+    log: silent,
+    trace: { level: () => level, write: (line) => lines.push(line) },
+  });
+  client.start();
+  try {
+    const connection = await qemu.connection(0);
+    await connection.waitFor((messages) => hasAtr(messages), 'the ATR');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    level = 0;
+    connection.send({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(0x00, 0xa4, 0x04, 0x00) });
+    await connection.waitFor((messages) => messages.at(-1)?.type === VscMessageType.Apdu, 'the APDU response');
+  } finally {
+    await client.stop();
+    await qemu.close();
+  }
+
+  assert.deepEqual(lines, [
+    'VSCard sent VSC_Init reader_id=0x0 version=2 capabilities=[0]',
+    'VSCard received VSC_Init reader_id=0xffffffff version=2 capabilities=[0]',
+    'VSCard sent VSC_ReaderRemove reader_id=0x0',
+    'VSCard sent VSC_ReaderAdd reader_id=0xffffffff name="Test"',
+    'VSCard received VSC_Error reader_id=0x0 VSC_SUCCESS',
+    'VSCard received VSC_Error reader_id=0x0 VSC_SUCCESS',
+    'VSCard sent VSC_ATR reader_id=0x0 atr=3b046563686f',
+    'VSCard received VSC_Error reader_id=0x0 VSC_SUCCESS',
+  ]);
+});
