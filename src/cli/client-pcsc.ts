@@ -4,7 +4,8 @@
  * `passthru`) when libcacard is built with PC/SC support.
  *
  * QEMU's passthru device carries one reader, so each relayed reader gets its
- * own VSCard connection: the n-th reader slot connects to PORT + n. With
+ * own VSCard connection: the n-th reader slot connects to PORT + n, or to
+ * PORT itself with `singlePort` (for `virtcard host`). With
  * reader names given, slot n relays the first reader whose name starts with
  * the n-th name. Without names, every reader the host has is relayed, and a
  * reader that appears takes the lowest free slot. A reader that disappears
@@ -20,8 +21,10 @@ import { parseEmulatorOptions, type EmulatorOptions } from './libcacard-options.
 
 export interface PcscClientOptions {
   host: string;
-  /** TCP port of the first reader slot; slot n uses port + n. */
+  /** TCP port of the first reader slot; slot n uses port + n unless `singlePort` is set. */
   port: number;
+  /** Connect every slot to `port`, for a server that accepts several VSCard clients on one port (`virtcard host`). */
+  singlePort?: boolean;
   /** Reader names or name prefixes, one per slot; empty to relay every reader. */
   readers: readonly string[];
   /** Options of every relayed reader (transaction idle times, exclusive mode). */
@@ -83,13 +86,17 @@ export class PcscClient {
     await this.monitor.stop();
   }
 
-  /** Returns the reader name relayed on each slot's port, for status output and tests. */
+  /** Returns the reader name relayed in each slot (slot n connects to port + n), for status output and tests. */
   relayedReaders(): Map<number, string> {
     const relayed = new Map<number, string>();
     for (const slot of this.slots) {
-      if (slot.relay !== undefined) relayed.set(this.options.port + slot.index, slot.relay.reader.name);
+      if (slot.relay !== undefined) relayed.set(slot.index, slot.relay.reader.name);
     }
     return relayed;
+  }
+
+  private portOf(slot: Slot): number {
+    return this.options.singlePort ? this.options.port : this.options.port + slot.index;
   }
 
   private attach(name: string): void {
@@ -101,7 +108,7 @@ export class PcscClient {
       this.log.info({ reader: name }, 'reader does not match any requested reader name; not relaying it');
       return;
     }
-    const port = this.options.port + slot.index;
+    const port = this.portOf(slot);
     if (port > 65535) {
       this.log.error({ reader: name, port }, 'no TCP port left for this reader; relay fewer readers or use a lower port');
       return;
@@ -151,6 +158,7 @@ export interface PcscCommandOptions {
   /** `--pcsc [READER...]`: true without names, the names or prefixes otherwise. */
   pcsc?: boolean | string[];
   pcscExclusive?: boolean;
+  pcscSinglePort?: boolean;
   pcscIdle?: number;
   /** vscclient's `-p`: relay the first reader only. */
   p?: boolean;
@@ -171,8 +179,9 @@ export function addPcscOptions(command: Command): Command {
   return command
     .option(
       '--pcsc [reader...]',
-      "relay the host's physical PC/SC cards instead of an emulated card: every reader, or those whose names start with READER; reader n uses PORT + n",
+      "relay the host's physical PC/SC cards instead of an emulated card: every reader, or those whose names start with READER; reader n connects to PORT + n (put -- before HOST PORT)",
     )
+    .option('--pcsc-single-port', 'connect every relayed reader to PORT, for virtcard host, which accepts several VSCard clients on one port')
     .option('--pcsc-exclusive', 'open relayed cards with SCARD_SHARE_EXCLUSIVE, so host software cannot use them while virtcard runs')
     .option(
       '--pcsc-idle <ms>',
@@ -208,6 +217,7 @@ export async function runPcscRelay(
     host,
     port,
     readers,
+    singlePort: options.pcscSinglePort,
     reader: { exclusive: options.pcscExclusive, idleMs: options.pcscIdle },
   });
   log.info({ readers: readers.length > 0 ? readers : 'all', host, firstPort: port }, 'relaying PC/SC readers to QEMU');

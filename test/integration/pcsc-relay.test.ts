@@ -12,6 +12,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { EchoReader } from '../../src/reader/echo-reader.js';
@@ -20,7 +21,10 @@ import { PcscContext, SCARD_SHARE_EXCLUSIVE, SCARD_LEAVE_CARD } from '../../src/
 import { PcscMonitor } from '../../src/pcsc/pcsc-monitor.js';
 import { PcscReader } from '../../src/pcsc/pcsc-reader.js';
 import { PcscClient } from '../../src/cli/client-pcsc.js';
-import { VscMessageType, type VscMessage } from '../../src/vscard/protocol.js';
+import net from 'node:net';
+import { VscDecoder } from '../../src/vscard/decoder.js';
+import { encodeMessage } from '../../src/vscard/encode.js';
+import { UNDEFINED_READER_ID, VscErrorCode, VscMessageType, type VscMessage } from '../../src/vscard/protocol.js';
 import { pkcs1SignatureBlock } from '../support/backends-checks.js';
 import { FakePassthru } from '../support/fake-passthru.js';
 import { findFreePortPair, privatePcscdUnavailableReason, startPrivatePcscd, type PrivatePcscd } from '../support/private-pcscd.js';
@@ -368,6 +372,42 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
     } finally {
       await client.stop();
       await Promise.all(qemu.map((fake) => fake.close()));
+    }
+  });
+
+  test('client with one port for all readers', async () => {
+    // A server like virtcard host: several VSCard clients on one port, each acknowledged like QEMU.
+    const atrsByConnection: string[][] = [];
+    const server = net.createServer((socket) => {
+      const atrs: string[] = [];
+      atrsByConnection.push(atrs);
+      const decoder = new VscDecoder();
+      socket.on('error', () => undefined);
+      socket.on('data', (chunk: Buffer) => {
+        for (const message of decoder.decode(chunk)) {
+          if (message.type === VscMessageType.Init) {
+            socket.write(encodeMessage({ type: VscMessageType.Init, readerId: UNDEFINED_READER_ID, version: 2, capabilities: [0] }));
+          } else if (message.type === VscMessageType.Atr) {
+            atrs.push(hex(message.atr));
+            socket.write(encodeMessage({ type: VscMessageType.Error, readerId: 0, code: VscErrorCode.Success }));
+          } else if (message.type !== VscMessageType.Error) {
+            socket.write(encodeMessage({ type: VscMessageType.Error, readerId: 0, code: VscErrorCode.Success }));
+          }
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as net.AddressInfo).port;
+    const client = new PcscClient({ host: '127.0.0.1', port, singlePort: true, readers: [], logger: silent });
+    try {
+      await client.start();
+      await waitForCondition(() => atrsByConnection.filter((atrs) => atrs.length > 0).length === 2, 'two connections with an ATR each');
+      const atrs = atrsByConnection.map((list) => list[0]).sort();
+      assert.deepEqual(atrs, [CAC_ATR, VICC_ATR].map((atr) => atr.replaceAll(' ', '').toLowerCase()).sort());
+    } finally {
+      await client.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 
