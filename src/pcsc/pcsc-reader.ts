@@ -14,10 +14,10 @@
  * card. Another process may reset the card or select another application
  * in such a gap; the guest then sees the card as the host left it.
  *
- * Errors never crash the relay: a failed exchange returns 6F 00 to the guest
- * (as libcacard does for a failed SCardTransmit), a removed card emits
- * 'remove', a vanished reader emits 'close', and a reader held exclusively by
- * another process is reported and retried every `retryDelayMs`.
+ * Errors never crash the relay. A failed exchange returns 6F 00 to the
+ * guest, where libcacard 2.8's vscclient stops at an assert. A removed card
+ * emits 'remove', a vanished reader emits 'close', and a card held
+ * exclusively by another process is reported and retried every `retryDelayMs`.
  */
 import { EventEmitter } from 'node:events';
 import { logger, type Logger } from '../log/logger.js';
@@ -60,7 +60,7 @@ export interface PcscReaderOptions {
   logger?: Logger;
 }
 
-/** Status word 6F 00 ("no precise diagnosis"), libcacard's answer when SCardTransmit fails. */
+/** Status word 6F 00 ("no precise diagnosis"), the answer to an APDU that PC/SC failed to exchange. */
 export const SW_NO_PRECISE_DIAGNOSIS = Uint8Array.from([0x6f, 0x00]);
 
 /** Attempts to open an exclusively held card between two warnings. */
