@@ -41,7 +41,7 @@ interface Slot {
 }
 
 /**
- * Whether `-e` options ask for the host's hardware cards: use_hw=yes or
+ * Returns whether `-e` options ask for the host's hardware cards: use_hw=yes or
  * use_hw=removable (also set by `nssemul` and `passthru`) and no soft= card.
  * libcacard reaches hardware through NSS for hw_type=CAC and through PC/SC
  * for hw_type=PASSTHRU; virtcard relays it through PC/SC in both cases.
@@ -174,7 +174,7 @@ function parseMilliseconds(value: string): number {
   return milliseconds;
 }
 
-/** Adds `--pcsc [READER...]`, `--pcsc-exclusive` and `--pcsc-idle` to the client command. */
+/** Adds `--pcsc [READER...]`, `--pcsc-single-port`, `--pcsc-exclusive` and `--pcsc-idle` to the client command. */
 export function addPcscOptions(command: Command): Command {
   return command
     .option(
@@ -190,7 +190,7 @@ export function addPcscOptions(command: Command): Command {
     );
 }
 
-/** Whether the options select the PC/SC relay: `--pcsc`, `-p`, or `-e` asking for hardware cards without `-c`. */
+/** Returns whether the options select the PC/SC relay: `--pcsc`, `-p`, or `-e` asking for hardware cards without `-c`. */
 export function wantsPcscRelay(options: PcscCommandOptions): boolean {
   if (options.pcsc !== undefined && options.pcsc !== false) return true;
   if (options.p) return true;
@@ -211,8 +211,13 @@ export async function runPcscRelay(
   stopRequested: Promise<string>,
 ): Promise<void> {
   const log = logger.child({ component: 'client' });
-  // The empty prefix matches any name, so -p alone relays the first reader that appears.
-  const readers = Array.isArray(options.pcsc) ? options.pcsc : options.p && options.pcsc === undefined ? [''] : [];
+  let readers: string[] = [];
+  if (Array.isArray(options.pcsc)) {
+    readers = options.pcsc;
+  } else if (options.p && options.pcsc === undefined) {
+    // The empty prefix matches any name, so -p alone relays the first reader that appears.
+    readers = [''];
+  }
   const client = new PcscClient({
     host,
     port,

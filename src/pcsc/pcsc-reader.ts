@@ -7,9 +7,9 @@
  *
  * Sharing with host software: the card is opened in shared mode and held in
  * an exclusive PC/SC transaction only while the guest is busy with it. The
- * first APDU begins the transaction; it ends once no APDU arrived for
- * `idleMs` (or `chainIdleMs` after a 61xx response, while the guest is
- * expected to fetch the rest with GET RESPONSE), on power-off and on reset.
+ * first APDU begins the transaction. It ends on power-off, on reset, and
+ * once no APDU arrived for `idleMs`. After a 61xx response the guest is
+ * expected to fetch the rest with GET RESPONSE, so the wait is `chainIdleMs`.
  * Between two such bursts, opensc-tool or a browser on the host can use the
  * card. Another process may reset the card or select another application
  * in such a gap; the guest then sees the card as the host left it.
@@ -52,7 +52,7 @@ export interface PcscReaderOptions {
   idleMs?: number;
   /** Idle time after a 61xx response (a GET RESPONSE is expected), in milliseconds; default 5000. */
   chainIdleMs?: number;
-  /** Delay between attempts to open a card that another process holds exclusively, in milliseconds; default 2000. */
+  /** Delay between attempts to open a card that another process opened exclusively, in milliseconds; default 2000. */
   retryDelayMs?: number;
   /** Open the card with SCARD_SHARE_EXCLUSIVE for as long as it is relayed, so no host software can use it; default false. */
   exclusive?: boolean;
@@ -60,7 +60,7 @@ export interface PcscReaderOptions {
   logger?: Logger;
 }
 
-/** Status word 6F 00 ("no precise diagnosis"), the answer to an APDU that PC/SC failed to exchange. */
+/** Status word 6F 00 ("no precise diagnosis"), returned for an APDU that PC/SC failed to exchange. */
 export const SW_NO_PRECISE_DIAGNOSIS = Uint8Array.from([0x6f, 0x00]);
 
 /** Attempts to open an exclusively held card between two warnings. */
@@ -313,16 +313,16 @@ export class PcscReader extends EventEmitter<ReaderEvents> implements Reader {
     this.idleTimer = undefined;
   }
 
-  /** Maps a failed PC/SC call to reader events; the caller answers the guest with 6F 00. */
+  /** Maps a failed PC/SC call to reader events; the caller then returns 6F 00 to the guest. */
   private handleCallFailure(error: unknown, operation: string): void {
     const code = error instanceof PcscError ? error.code : undefined;
     if (code !== undefined && CARD_GONE_CODES.has(code)) {
-      this.log.warn({ operation }, 'the card was removed during the operation; answering 6F00');
+      this.log.warn({ operation }, 'the card was removed during the operation; responding with 6F00');
       this.handleCardRemove('the card was removed during an operation');
       return;
     }
     if (code !== undefined && READER_GONE_CODES.has(code)) {
-      this.log.warn({ operation }, 'the reader went away during the operation; answering 6F00');
+      this.log.warn({ operation }, 'the reader went away during the operation; responding with 6F00');
       this.handleReaderGone();
       return;
     }
@@ -334,11 +334,11 @@ export class PcscReader extends EventEmitter<ReaderEvents> implements Reader {
       return;
     }
     if (code === SCARD_W_UNRESPONSIVE_CARD || code === SCARD_W_UNPOWERED_CARD) {
-      this.log.warn({ operation, err: describeError(error) }, 'the card does not respond; answering 6F00');
+      this.log.warn({ operation, err: describeError(error) }, 'the card does not respond; responding with 6F00');
       this.dropConnection();
       return;
     }
-    this.log.error({ operation, err: describeError(error) }, 'PC/SC call failed; answering 6F00');
+    this.log.error({ operation, err: describeError(error) }, 'PC/SC call failed; responding with 6F00');
   }
 
   private handleCardInsert(atr: Uint8Array): void {

@@ -24,12 +24,12 @@ export interface ReaderSnapshot {
   readonly atr: Uint8Array;
 }
 
-/** Whether the flags say a card is in the reader (mute cards included). */
+/** Returns whether the flags report a card in the reader (mute cards included). */
 export function isCardPresent(flags: number): boolean {
   return (flags & SCARD_STATE_PRESENT) !== 0;
 }
 
-/** Whether the flags say the reader is gone or unusable. */
+/** Returns whether the flags report the reader as gone or unusable. */
 export function isReaderGone(flags: number): boolean {
   return (flags & (SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE)) !== 0;
 }
