@@ -441,6 +441,38 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
       await Promise.all(qemu.map((fake) => fake.close()));
     }
   });
+
+  // Runs last: it stops the private pcscd.
+  test('pcscd stop closes readers', async () => {
+    const viccHex = VICC_ATR.replaceAll(' ', '').toLowerCase();
+    await waitForCondition(
+      () => monitor.snapshot().some((reader) => reader.name === VICC_READER && hex(reader.atr) === viccHex),
+      'vicc to be back in its reader',
+    );
+    const port = await findFreePortPair();
+    const qemu = new FakePassthru();
+    await qemu.listen(port);
+    const client = new PcscClient({ host: '127.0.0.1', port, readers: [VICC_READER], logger: silent });
+    const reader = new PcscReader(CAC_READER, monitor, { logger: silent });
+    try {
+      await client.start();
+      await qemu.waitFor((message) => message.type === VscMessageType.Atr, 'VSC_ATR of the vicc card');
+      if (reader.atr() === undefined) await waitForEvent(reader, 'insert', 'the CAC card to be opened');
+
+      const closed = waitForEvent(reader, 'close', "'close' after pcscd stopped");
+      await pcscd.stop();
+      await closed;
+      await qemu.waitFor((message) => message.type === VscMessageType.CardRemove, 'VSC_CardRemove after pcscd stopped');
+      await qemu.waitFor((message) => message.type === VscMessageType.ReaderRemove, 'VSC_ReaderRemove after pcscd stopped');
+      assert.deepEqual(monitor.snapshot(), []);
+      assert.equal(client.relayedReaders().size, 0);
+      await assert.rejects(reader.transmit(GET_CHALLENGE), { name: 'NoCardError' });
+    } finally {
+      await reader.close();
+      await client.stop();
+      await qemu.close();
+    }
+  });
 });
 
 async function waitForCondition(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
