@@ -30,8 +30,14 @@ export interface CardContext {
 }
 
 export interface Applet {
-  /** Application identifier; SELECT matches it exactly. */
+  /** Application identifier; SELECT matches it exactly unless `matchesAid` is given. */
   readonly aid: Uint8Array;
+  /**
+   * Decides whether SELECT by AID with `requested` selects this applet, for
+   * applets that accept a truncated AID (PIV accepts any prefix from the RID
+   * on). Absent means an exact match with `aid`.
+   */
+  matchesAid?(requested: Uint8Array): boolean;
   /** Short name for logs, e.g. "PKI 0" or "CCC". */
   readonly name: string;
   /**

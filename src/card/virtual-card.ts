@@ -207,7 +207,9 @@ export class VirtualCard implements SmartCard, CardContext {
   private selectByAid(apdu: CommandApdu, channel: number): Uint8Array {
     if (apdu.p1 !== SELECT_BY_AID) return statusOnlyResponse(SW_FUNCTION_NOT_SUPPORTED);
 
-    const applet = this.applets.find((candidate) => sameBytes(candidate.aid, apdu.data));
+    const applet = this.applets.find((candidate) =>
+      candidate.matchesAid === undefined ? sameBytes(candidate.aid, apdu.data) : candidate.matchesAid(apdu.data),
+    );
     // A failed SELECT deselects the channel's current applet, as in libcacard.
     this.selected[channel] = applet;
     if (applet === undefined) return statusOnlyResponse(SW_FILE_NOT_FOUND);
