@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-3}
 
 rate_tool=$(mktemp)
-trap 'rm -f "$rate_tool"' EXIT
+card_pid=
+# Stop the card on any exit, also when a reader of the output closes the pipe early.
+trap 'if [ -n "$card_pid" ]; then kill "$card_pid" 2>/dev/null || true; fi; rm -f "$rate_tool"' EXIT
 cc -O2 -o "$rate_tool" bench/pcsc-apdu-rate.c $(pkg-config --cflags --libs libpcsclite)
 
 for mode in quickack --no-quickack; do
@@ -23,5 +25,6 @@ for mode in quickack --no-quickack; do
     "$rate_tool" "Virtual PCD 00 00" "$SECONDS_PER_RUN"
     kill "$card_pid"
     wait "$card_pid" || true
+    card_pid=
     sleep 1
 done
