@@ -211,6 +211,10 @@ export async function runPcscRelay(
   stopRequested: Promise<string>,
 ): Promise<void> {
   const log = logger.child({ component: 'client' });
+  // PC/SC calls that wait (the monitor's SCardGetStatusChange, SCardBeginTransaction while host
+  // software holds the card) each occupy a libuv pool thread, 4 by default. libuv reads this
+  // variable when the pool starts, so it only takes effect if nothing used the pool before.
+  process.env['UV_THREADPOOL_SIZE'] ??= '16';
   let readers: string[] = [];
   if (Array.isArray(options.pcsc)) {
     readers = options.pcsc;

@@ -20,6 +20,7 @@
  * exclusively by another process is reported and retried every `retryDelayMs`.
  */
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { logger, type Logger } from '../log/logger.js';
 import { NoCardError, type Reader, type ReaderEvents } from '../reader/reader.js';
 import {
@@ -62,6 +63,9 @@ export interface PcscReaderOptions {
 
 /** Status word 6F 00 ("no precise diagnosis"), returned for an APDU that PC/SC failed to exchange. */
 export const SW_NO_PRECISE_DIAGNOSIS = Uint8Array.from([0x6f, 0x00]);
+
+/** Time `close()` waits for pending PC/SC calls, in milliseconds. */
+const CLOSE_TIMEOUT_MS = 2000;
 
 /** Attempts to open an exclusively held card between two warnings. */
 const FAILURES_PER_WARNING = 15;
@@ -177,7 +181,15 @@ export class PcscReader extends EventEmitter<ReaderEvents> implements Reader {
     this.detachMonitor();
     this.cancelIdleTimer();
     this.cancelRetry();
-    await this.enqueue(() => this.closeConnection());
+
+    // A call blocked in SCardBeginTransaction (another process holds a transaction) keeps the
+    // queue and the context busy, so give up after a while instead of hanging the shutdown.
+    const closed = this.enqueue(() => this.closeConnection()).then(() => true);
+    const timedOut = sleep(CLOSE_TIMEOUT_MS, undefined, { ref: false }).then(() => false);
+    if (!(await Promise.race([closed, timedOut]))) {
+      this.log.warn({ timeoutMs: CLOSE_TIMEOUT_MS }, 'a PC/SC call is still waiting for the card; leaving it to pcscd');
+      return;
+    }
     await this.context?.release().catch(() => undefined);
     this.context = undefined;
   }

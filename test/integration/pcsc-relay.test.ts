@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { EchoReader } from '../../src/reader/echo-reader.js';
 import { VpcdCard } from '../../src/transports/vpcd.js';
-import { PcscContext, SCARD_SHARE_EXCLUSIVE, SCARD_LEAVE_CARD } from '../../src/pcsc/pcsc-lite.js';
+import { PcscContext, SCARD_LEAVE_CARD, SCARD_SHARE_EXCLUSIVE, SCARD_SHARE_SHARED } from '../../src/pcsc/pcsc-lite.js';
 import { PcscMonitor } from '../../src/pcsc/pcsc-monitor.js';
 import { PcscReader } from '../../src/pcsc/pcsc-reader.js';
 import { PcscClient } from '../../src/cli/client-pcsc.js';
@@ -283,6 +283,42 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
       assert.equal(statusWord(await reader.transmit(GET_CHALLENGE)), 0x9000);
     } finally {
       await reader.close();
+      await holder.release();
+    }
+  });
+
+  test('guest waits for host transaction', async () => {
+    const holder = await PcscContext.establish();
+    const held = await holder.connect(VICC_READER, SCARD_SHARE_SHARED);
+    const reader = new PcscReader(VICC_READER, monitor, { logger: silent });
+    let stuck: Promise<Uint8Array> | undefined;
+    try {
+      if (reader.atr() === undefined) await waitForEvent(reader, 'insert', 'the vicc card to be opened');
+
+      // Host software holds a transaction for 1 s; the guest's APDU goes through after it.
+      await holder.beginTransaction(held);
+      const started = Date.now();
+      const pending = reader.transmit(GET_CHALLENGE);
+      await sleep(1000);
+      await holder.endTransaction(held, SCARD_LEAVE_CARD);
+      const response = await pending;
+      assert.equal(statusWord(response), 0x9000);
+      assert.ok(Date.now() - started >= 900, `the APDU went through after ${Date.now() - started} ms, inside the host's transaction`);
+
+      // Closing the reader while its APDU waits for the card gives up after about 2 s instead of hanging.
+      await sleep(700);
+      await holder.beginTransaction(held);
+      stuck = reader.transmit(GET_CHALLENGE);
+      await sleep(200);
+      const closing = Date.now();
+      await reader.close();
+      const closeTime = Date.now() - closing;
+      assert.ok(closeTime < 4000, `close() took ${closeTime} ms`);
+    } finally {
+      await holder.endTransaction(held, SCARD_LEAVE_CARD).catch(() => undefined);
+      await stuck?.catch(() => undefined);
+      await reader.close();
+      await holder.disconnect(held, SCARD_LEAVE_CARD);
       await holder.release();
     }
   });
