@@ -16,16 +16,18 @@
  * libpcsclite-dev, pcscd, vsmartcard-vpcd, vsmartcard-vpicc and opensc.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildReport, type BenchRow } from './report.js';
 import { runEngineRows } from './engine-rows.js';
-import { runHostRow } from './host-row.js';
+import { runHostRows } from './host-row.js';
 import { runPcscRows } from './pcsc-rows.js';
 import { measureVscardDecode } from './vscard-decode.js';
 import { median } from './measure.js';
+import { BENCH_NICKNAMES } from './apdus.js';
 
 /** Folder of this script and of the loop programs it starts (dist/bench or dist/bench-bundle). */
 const scriptFolder = path.dirname(fileURLToPath(import.meta.url));
@@ -41,6 +43,8 @@ export interface BenchContext {
   nssDatabase: string;
   /** Card PIN of both cards: the NSS database password. */
   pin: string;
+  /** Folder of PEM files exported from the NSS database: <nickname>.key.pem and <nickname>.cert.pem. */
+  keyFolder: string;
   /** Compiled bench/libcacard-driver.c. */
   libcacardDriver: string;
   /** Compiled bench/pcsc-loop.c. */
@@ -59,6 +63,31 @@ function compile(source: string, output: string, pkgConfigPackage: string): void
   if (result.status !== 0) throw new Error(`cc failed on ${source}:\n${result.stderr}`);
 }
 
+/**
+ * Exports each benchmark key and certificate from the NSS database into PEM
+ * files, through PKCS#12 (pk12util, then openssl). Passwords travel in files,
+ * never on a command line.
+ */
+function exportKeyFiles(nssDatabase: string, pin: string, folder: string): void {
+  mkdirSync(folder);
+  const databasePasswordFile = path.join(folder, 'database-password');
+  const exportPasswordFile = path.join(folder, 'export-password');
+  writeFileSync(databasePasswordFile, `${pin}\n`, { mode: 0o600 });
+  writeFileSync(exportPasswordFile, `${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
+
+  const run = (command: string, args: string[]): void => {
+    const result = spawnSync(command, args, { encoding: 'utf8' });
+    if (result.status !== 0) throw new Error(`${command} failed while exporting the benchmark keys: ${result.stderr.trim()}`);
+  };
+  for (const nickname of BENCH_NICKNAMES) {
+    const pkcs12 = path.join(folder, `${nickname}.p12`);
+    run('pk12util', ['-o', pkcs12, '-n', nickname, '-d', `sql:${nssDatabase}`, '-k', databasePasswordFile, '-w', exportPasswordFile]);
+    const passIn = `file:${exportPasswordFile}`;
+    run('openssl', ['pkcs12', '-in', pkcs12, '-passin', passIn, '-nodes', '-nocerts', '-out', path.join(folder, `${nickname}.key.pem`)]);
+    run('openssl', ['pkcs12', '-in', pkcs12, '-passin', passIn, '-clcerts', '-nokeys', '-out', path.join(folder, `${nickname}.cert.pem`)]);
+  }
+}
+
 function packageVersion(name: string): string {
   const result = spawnSync('dpkg-query', ['-W', '-f', '${Version}', name], { encoding: 'utf8' });
   return result.status === 0 ? result.stdout.trim() : 'not installed';
@@ -69,8 +98,9 @@ function describeMachine(): string[] {
   const cpuModel = cpus()[0]?.model ?? 'unknown';
   const nproc = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
   const virtcardVersion = (JSON.parse(readFileSync(path.join(repository, 'package.json'), 'utf8')) as { version: string }).version;
+  const load = loadavg().map((value) => value.toFixed(2)).join(', ');
   return [
-    `CPU: ${cpuModel}, nproc = ${nproc}`,
+    `CPU: ${cpuModel}, nproc = ${nproc}, load average at the end of the run ${load} (other work on the machine shifts absolute numbers)`,
     `Node.js ${process.version}, virtcard ${virtcardVersion}`,
     `libcacard ${packageVersion('libcacard0')}, pcscd ${packageVersion('pcscd')}, vsmartcard-vpcd ${packageVersion('vsmartcard-vpcd')}, ` +
       `vsmartcard-vpicc ${packageVersion('vsmartcard-vpicc')}, OpenSC ${packageVersion('opensc')}`,
@@ -103,12 +133,14 @@ async function main(): Promise<void> {
       workFolder,
       nssDatabase,
       pin,
+      keyFolder: path.join(workFolder, 'keys'),
       libcacardDriver: path.join(workFolder, 'libcacard-driver'),
       pcscLoop: path.join(workFolder, 'pcsc-loop'),
       scriptFolder,
       rounds: options.rounds,
       seconds: options.seconds,
     };
+    exportKeyFiles(nssDatabase, pin, context.keyFolder);
     compile(path.join(repository, 'bench/libcacard-driver.c'), context.libcacardDriver, 'libcacard');
     compile(path.join(repository, 'bench/pcsc-loop.c'), context.pcscLoop, 'libpcsclite');
 
@@ -135,7 +167,7 @@ async function main(): Promise<void> {
       met: median(decoderRatios) >= 0.5,
       command: 'in-process: bench/vscard-decode.ts, 16 KiB chunks of APDU messages',
     });
-    rows.push(...(await runHostRow(context, repository)));
+    rows.push(...(await runHostRows(context)));
 
     const minutes = (Date.now() - started) / 60_000;
     const report = buildReport(rows, describeMachine(), options, minutes);
