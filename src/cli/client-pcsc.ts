@@ -13,10 +13,11 @@
  * back, a new connection announces it with VSC_ReaderAdd.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { logger, type Logger } from '../log/logger.js';
+import { logger, setLogLevel, type Logger } from '../log/logger.js';
 import { PcscMonitor } from '../pcsc/pcsc-monitor.js';
 import { PcscReader, type PcscReaderOptions } from '../pcsc/pcsc-reader.js';
 import { VscClient, type RetryPolicy } from '../vscard/client-connection.js';
+import { MESSAGE_TRACE_LEVEL, type SessionTrace } from '../vscard/client-session.js';
 import { parseEmulatorOptions, type EmulatorOptions } from './libcacard-options.js';
 
 export interface PcscClientOptions {
@@ -31,6 +32,8 @@ export interface PcscClientOptions {
   reader?: Omit<PcscReaderOptions, 'logger'>;
   /** Reconnect policy of the VSCard connections; default the VSCard client's. */
   retry?: RetryPolicy;
+  /** APDU and message trace (`-d`) of each reader's connection. */
+  trace?: (readerName: string) => SessionTrace;
   logger?: Logger;
 }
 
@@ -120,6 +123,7 @@ export class PcscClient {
       port,
       reader,
       retry: this.options.retry,
+      trace: this.options.trace?.(name),
       log: (this.options.logger ?? logger).child({ component: 'vscard-client', port, reader: name }),
     });
     slot.relay = { reader, client };
@@ -162,6 +166,10 @@ export interface PcscCommandOptions {
   pcscIdle?: number;
   /** vscclient's `-p`: relay the first reader only. */
   p?: boolean;
+  /** Trace level (`-d`): 1 prints every APDU and status word, 11 also every VSCard message. */
+  d?: number;
+  /** Same as `-d 1`. */
+  trace?: boolean;
   e?: string;
   c?: string[];
 }
@@ -222,11 +230,20 @@ export async function runPcscRelay(
     // The empty prefix matches any name, so -p alone relays the first reader that appears.
     readers = [''];
   }
+  const traceLevel = options.d ?? (options.trace ? 1 : 0);
+  if (traceLevel >= MESSAGE_TRACE_LEVEL) setLogLevel('debug');
+  // Each line starts with the reader name, because several readers may be relayed at once.
+  const trace = (readerName: string): SessionTrace => ({
+    level: () => traceLevel,
+    write: (line) => process.stdout.write(`${readerName}: ${line}\n`),
+  });
+
   const client = new PcscClient({
     host,
     port,
     readers,
     singlePort: options.pcscSinglePort,
+    trace,
     reader: { exclusive: options.pcscExclusive, idleMs: options.pcscIdle },
   });
   log.info({ readers: readers.length > 0 ? readers : 'all', host, firstPort: port }, 'relaying PC/SC readers to QEMU');

@@ -452,12 +452,14 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
     const qemu = [new FakePassthru(), new FakePassthru()];
     await qemu[0]!.listen(port);
     await qemu[1]!.listen(port + 1);
-    const child = spawn(process.execPath, [VIRTCARD_MAIN, 'client', '-e', 'use_hw=yes', '127.0.0.1', String(port)], {
+    const child = spawn(process.execPath, [VIRTCARD_MAIN, 'client', '-e', 'use_hw=yes', '-d', '1', '127.0.0.1', String(port)], {
       env: { ...pcscd.env, VIRTCARD_LOG_FORMAT: 'json' },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
+    let stdout = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     try {
       for (const fake of qemu) {
         await fake.waitFor((message) => message.type === VscMessageType.Atr, `VSC_ATR from virtcard client; log:\n${stderr}`);
@@ -465,6 +467,8 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
       qemu[0]!.sendApdu(SELECT_PKI_0);
       const response = await qemu[0]!.waitFor((message) => message.type === VscMessageType.Apdu, 'the SELECT response');
       assert.equal(response.type === VscMessageType.Apdu ? statusWord(response.apdu) >> 8 : 0, 0x61, 'the CAC card answers SELECT with 61xx');
+      await waitForCondition(() => stdout.includes(`${CAC_READER}: APDU < `), `the -d 1 trace of the SELECT; stdout:\n${stdout}`);
+      assert.ok(stdout.includes(`${CAC_READER}: APDU > `), stdout);
 
       child.kill('SIGTERM');
       for (const fake of qemu) {
