@@ -3,10 +3,12 @@
  * vsmartcard's vpcd reader driver until SIGINT or SIGTERM.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { createCacReader } from '../cac/index.js';
+import { createCacCard } from '../cac/index.js';
+import { EmulatedReader } from '../card/emulated-reader.js';
 import { logger, setLogLevel } from '../log/logger.js';
 import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, VpcdCard } from '../transports/vpcd.js';
 import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
+import { addCardTypeOptions, openCard, type CardTypeOptions } from './card-type-options.js';
 import { addIdentityOptions, openIdentity, type IdentityOptions } from './identity-options.js';
 
 const log = logger.child({ component: 'cli' });
@@ -14,7 +16,7 @@ const log = logger.child({ component: 'cli' });
 /** Reader name the card carries inside virtcard; pcscd shows vpcd's own name ("Virtual PCD 00 00"). */
 const READER_NAME = 'virtcard CAC';
 
-interface VpcdCommandOptions extends IdentityOptions, CacCardFormatOptions {
+interface VpcdCommandOptions extends IdentityOptions, CacCardFormatOptions, CardTypeOptions {
   host: string;
   port: number;
   verbose?: boolean;
@@ -47,17 +49,20 @@ export async function runVpcd(options: VpcdCommandOptions): Promise<void> {
 
   // Listen for signals before the slow start-up, so an early Ctrl-C still shuts down cleanly.
   const stopSignal = waitForStopSignal();
-  const store = await openIdentity(options);
+  const opened = await openCard(
+    options,
+    async () => ({ store: await openIdentity(options) }),
+    (store) => createCacCard(store, { pinRetries: options.pinRetries, ...cacCardFormat(options) }),
+  );
   try {
-    const reader = createCacReader(READER_NAME, store, { pinRetries: options.pinRetries, ...cacCardFormat(options) });
+    const reader = new EmulatedReader(READER_NAME, opened.card);
     log.info(
       {
-        keys: store.description,
-        certificates: store.slots.map((slot) => slot.label),
+        ...opened.summary,
         pinRetries: options.pinRetries,
-        certificateCompression: options.certCompression,
+        ...(opened.kind === 'CAC' ? { certificateCompression: options.certCompression } : {}),
       },
-      'CAC card ready',
+      `${opened.kind} card ready`,
     );
 
     const vpcd = new VpcdCard(reader, { host: options.host, port: options.port });
@@ -66,19 +71,20 @@ export async function runVpcd(options: VpcdCommandOptions): Promise<void> {
     log.info({ signal }, 'stopping');
     await vpcd.stop();
   } finally {
-    await store.close();
+    await opened.close();
   }
 }
 
 /** Builds the `vpcd` subcommand. */
 export function vpcdCommand(): Command {
   const command = new Command('vpcd')
-    .description('serve a virtual CAC card to pcscd through vsmartcard vpcd until SIGINT or SIGTERM')
+    .description('serve a virtual CAC or PIV card to pcscd through vsmartcard vpcd until SIGINT or SIGTERM')
     .option('--host <host>', 'host where vpcd listens', VPCD_DEFAULT_HOST)
     .option('--port <port>', 'TCP port of the vpcd reader (35963 + reader number)', parsePort, VPCD_DEFAULT_PORT)
     .option('-v, --verbose', 'log connection retries and the header and status word of every APDU');
   addIdentityOptions(command);
   addCacCardFormatOptions(command);
+  addCardTypeOptions(command);
   return command.action(async (options: VpcdCommandOptions) => {
     await runVpcd(options);
   });

@@ -7,6 +7,7 @@ import type { KeyStore } from '../backends/key-store.js';
 import { EmulatedReader } from '../card/emulated-reader.js';
 import { PinState } from '../card/pin.js';
 import { VirtualCard } from '../card/virtual-card.js';
+import { encodeCommandApdu, MAX_EXTENDED_LE, MAX_SHORT_LE, parseCommandApdu } from '../iso7816/apdu.js';
 import { createDefaultCardState, type PivCardState } from './card-state.js';
 import { KEY_DIGITAL_SIGNATURE, KEY_KEY_MANAGEMENT, KEY_PIV_AUTHENTICATION, PIV_ATR } from './constants.js';
 import { PivApplet } from './piv-applet.js';
@@ -52,6 +53,20 @@ class PivPinState extends PinState {
   }
 }
 
+/**
+ * Returns `command` with the largest Le added when it is a case 3 command
+ * (data, no Le), else `command` itself. PIV hosts such as yubico-piv-tool
+ * send SELECT and GENERAL AUTHENTICATE without Le and expect the response
+ * data at once, as T=1 cards return it, where the card engine's sizing rule
+ * would hold the data back for GET RESPONSE.
+ */
+export function addMaximumLe(command: Uint8Array): Uint8Array {
+  const parsed = parseCommandApdu(command);
+  if (!parsed.ok || parsed.apdu.apduCase !== 3) return command;
+  const { cla, ins, p1, p2, data, extended } = parsed.apdu;
+  return encodeCommandApdu({ cla, ins, p1, p2, data, le: extended ? MAX_EXTENDED_LE : MAX_SHORT_LE, extended });
+}
+
 /** A virtual card whose reset also clears the PIV management key session and a half-received command chain. */
 export class PivCard extends VirtualCard {
   constructor(
@@ -59,6 +74,10 @@ export class PivCard extends VirtualCard {
     private readonly applet: PivApplet,
   ) {
     super({ atr: PIV_ATR, applets: [applet], pin: new PivPinState(application.pin) });
+  }
+
+  override transmit(command: Uint8Array): Promise<Uint8Array> {
+    return super.transmit(addMaximumLe(command));
   }
 
   override reset(): void {
