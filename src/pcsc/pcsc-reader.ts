@@ -127,6 +127,11 @@ export class PcscReader extends EventEmitter<ReaderEvents> implements Reader {
     if (current !== undefined && current.atr.length > 0) this.handleCardInsert(current.atr);
   }
 
+  /** Transmission protocol PC/SC negotiated with the card ("T=0" or "T=1"); undefined while the card is not open. */
+  get protocol(): string | undefined {
+    return this.connection === undefined ? undefined : protocolName(this.connection.protocol);
+  }
+
   atr(): Uint8Array | undefined {
     return this.announced ? this.presentAtr : undefined;
   }

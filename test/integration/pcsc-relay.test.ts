@@ -172,6 +172,8 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
     try {
       if (reader.atr() === undefined) await waitForEvent(reader, 'insert', 'the CAC card to be opened');
       assert.equal(hex(reader.atr()!), CAC_ATR.replaceAll(' ', '').toLowerCase());
+      // The CAC ATR has no TD1 byte, so the card speaks T=0; vicc's ATR offers T=1.
+      assert.equal(reader.protocol, 'T=0');
 
       const select = await transmitWithGetResponse(reader, SELECT_PKI_0);
       assert.equal(select.sw, 0x9000, 'SELECT of the first PKI applet');
@@ -234,6 +236,7 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
     try {
       if (reader.atr() === undefined) await waitForEvent(reader, 'insert', 'the vicc card to be opened');
       assert.equal(hex(reader.atr()!), VICC_ATR.replaceAll(' ', '').toLowerCase());
+      assert.equal(reader.protocol, 'T=1');
       const first = await reader.transmit(GET_CHALLENGE);
       const second = await reader.transmit(GET_CHALLENGE);
       assert.equal(statusWord(first), 0x9000);
