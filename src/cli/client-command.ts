@@ -13,14 +13,19 @@ import { VscClient } from '../vscard/client-connection.js';
 import { MESSAGE_TRACE_LEVEL } from '../vscard/client-session.js';
 import { CONSOLE_HELP, startConsole } from './client-console.js';
 import { addPcscOptions, runPcscRelay, wantsPcscRelay, type PcscCommandOptions } from './client-pcsc.js';
-import { openClientIdentity, type ClientIdentityOptions } from './client-identity.js';
+import { DEFAULT_CLIENT_READER_NAME, openClientIdentity, type ClientIdentityOptions } from './client-identity.js';
 import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
+import { addCardTypeOptions, openCard, type CardTypeOptions } from './card-type-options.js';
 import { addIdentityOptions } from './identity-options.js';
 import { EMULATOR_OPTIONS_HELP } from './libcacard-options.js';
 
 const log = logger.child({ component: 'client' });
 
-interface ClientCommandOptions extends ClientIdentityOptions, CacCardFormatOptions, Omit<PcscCommandOptions, 'e' | 'c' | 'p'> {
+interface ClientCommandOptions
+  extends ClientIdentityOptions,
+    CacCardFormatOptions,
+    CardTypeOptions,
+    Omit<PcscCommandOptions, 'e' | 'c' | 'p'> {
   d?: number;
   p?: boolean;
   trace?: boolean;
@@ -70,20 +75,28 @@ export async function runClient(host: string, port: number, options: ClientComma
 
   // Listen for signals before the slow start-up, so an early Ctrl-C still shuts down cleanly.
   const stop = stopRequest();
-  const { store, readerName } = await openClientIdentity(options);
+  let readerName = options.readerName ?? DEFAULT_CLIENT_READER_NAME;
+  const opened = await openCard(
+    options,
+    async () => {
+      const identity = await openClientIdentity(options);
+      readerName = identity.readerName;
+      return identity;
+    },
+    (store) => createCacCard(store, { pinRetries: options.pinRetries, ...cacCardFormat(options) }),
+  );
   try {
-    const card = createCacCard(store, { pinRetries: options.pinRetries, ...cacCardFormat(options) });
+    const card = opened.card;
     card.reset();
     const reader = new EmulatedReader(readerName, card);
     log.info(
       {
-        keys: store.description,
-        certificates: store.slots.map((slot) => slot.label),
+        ...opened.summary,
         reader: readerName,
         pinRetries: options.pinRetries,
-        certificateCompression: options.certCompression,
+        ...(opened.kind === 'CAC' ? { certificateCompression: options.certCompression } : {}),
       },
-      'CAC card ready',
+      `${opened.kind} card ready`,
     );
 
     const client = new VscClient({
@@ -129,7 +142,7 @@ export async function runClient(host: string, port: number, options: ClientComma
     log.info({ reason }, 'stopping: removing the card and reader from QEMU');
     await client.stop();
   } finally {
-    await store.close();
+    await opened.close();
     // The console keeps stdin open; release it so the process can exit.
     process.stdin.destroy();
   }
@@ -150,6 +163,7 @@ export function clientCommand(): Command {
     .option('--reader-name <name>', 'reader name announced to QEMU (default: the soft=(…) reader name or "virtcard CAC")');
   addIdentityOptions(command);
   addCacCardFormatOptions(command);
+  addCardTypeOptions(command);
   addPcscOptions(command);
   command.addHelpText(
     'after',

@@ -25,6 +25,8 @@ export interface SoftCardIdentity {
   nicknames: string[];
   /** Reader name from soft=(…), possibly empty. */
   readerName: string;
+  /** Card type from soft=(…). */
+  cardType: 'CAC' | 'PIV';
 }
 
 /**
@@ -65,6 +67,7 @@ export function softCardFromEmulatorOptions(options: EmulatorOptions): SoftCardI
     database: options.nssDatabase ?? DEFAULT_NSS_DATABASE,
     nicknames: card.certificateNicknames,
     readerName: card.readerName,
+    cardType: card.cardType,
   };
 }
 
@@ -95,6 +98,8 @@ export interface ClientIdentityOptions extends IdentityOptions {
 export interface ClientIdentity {
   store: KeyStore;
   readerName: string;
+  /** Card type that soft=(…) names; undefined without -e/-c, where --card decides. */
+  cardType?: 'cac' | 'piv';
 }
 
 /** Opens the key store the client's options name. */
@@ -118,5 +123,5 @@ export async function openClientIdentity(options: ClientIdentityOptions): Promis
     ...(pin === undefined ? {} : { password: pin }),
   });
   const readerName = options.readerName ?? (soft.readerName === '' ? DEFAULT_CLIENT_READER_NAME : soft.readerName);
-  return { store, readerName };
+  return { store, readerName, cardType: soft.cardType === 'PIV' ? 'piv' : 'cac' };
 }

@@ -22,8 +22,8 @@ export interface SoftCardSpec {
   tokenName: string;
   /** Name of the virtual reader shown to the guest. */
   readerName: string;
-  /** Emulated card type. libcacard supports only CAC for soft cards. */
-  cardType: 'CAC';
+  /** Emulated card type: CAC as in libcacard, or PIV, which virtcard adds (keys in slots 9A, 9C, 9D). */
+  cardType: 'CAC' | 'PIV';
   /** Card-type parameters, unused by the CAC card. */
   cardParams: string;
   /** NSS nicknames of the certificates, one PKI applet each, in card order. Empty names are dropped. */
@@ -65,7 +65,7 @@ export class EmulatorOptionsError extends Error {
   }
 }
 
-const SOFT_SYNTAX = 'soft=(TOKEN,READER NAME,CAC,PARAMS,CERT1,CERT2,...)';
+const SOFT_SYNTAX = 'soft=(TOKEN,READER NAME,CAC|PIV,PARAMS,CERT1,CERT2,...)';
 
 function isBlank(char: string | undefined): boolean {
   return char !== undefined && /\s/.test(char);
@@ -136,8 +136,8 @@ function parseSoftCard(scanner: Scanner): SoftCardSpec {
 
   const typeOffset = scanner.position;
   const [tokenName, readerName, typeName, cardParams] = readSoftFields(scanner) as [string, string, string, string];
-  const cardType = parseCardType(typeName, typeOffset);
-  if (cardType !== 'CAC') scanner.fail(`invalid smartcard type "${typeName}" for a soft card: use CAC`);
+  const cardType = typeName.toUpperCase() === 'PIV' ? 'PIV' : parseCardType(typeName, typeOffset);
+  if (cardType === 'PASSTHRU') scanner.fail(`invalid smartcard type "${typeName}" for a soft card: use CAC or PIV`);
   if (scanner.atEnd) scanner.fail(`missing cert specification: list the certificate nicknames, as in ${SOFT_SYNTAX}`);
 
   const close = scanner.text.indexOf(')', scanner.position);
@@ -152,7 +152,7 @@ function parseSoftCard(scanner: Scanner): SoftCardSpec {
   // libcacard also skips one extra ")" here.
   if (scanner.peek() === ')') scanner.position++;
 
-  return { tokenName, readerName, cardType: 'CAC', cardParams, certificateNicknames };
+  return { tokenName, readerName, cardType, cardParams, certificateNicknames };
 }
 
 function parseDatabase(scanner: Scanner): string {
@@ -253,6 +253,7 @@ export const EMULATOR_OPTIONS_HELP = `Emulator options (-e), libcacard syntax, s
   hw_params=P       card parameters for hardware tokens
   soft=(TOKEN,READER,CAC,PARAMS,CERT1,CERT2,...)
                     a virtual CAC card in reader READER with the certificates of the
-                    given NSS nicknames (TOKEN empty = the database's internal token)
+                    given NSS nicknames (TOKEN empty = the database's internal token);
+                    PIV in place of CAC makes a PIV card with them in slots 9A, 9C, 9D
   nssemul           same as use_hw=yes hw_type=CAC
   passthru          same as use_hw=yes hw_type=PASSTHRU`;

@@ -9,13 +9,24 @@ test('soft card from the QEMU example', () => {
   const soft = softCardFromEmulatorOptions(
     parseEmulatorOptions('db="sql:/d" use_hw=no soft=(,Test,CAC,,id-cert,signing-cert,encryption-cert)'),
   );
-  assert.deepEqual(soft, { database: 'sql:/d', nicknames: ['id-cert', 'signing-cert', 'encryption-cert'], readerName: 'Test' });
+  assert.deepEqual(soft, {
+    database: 'sql:/d',
+    nicknames: ['id-cert', 'signing-cert', 'encryption-cert'],
+    readerName: 'Test',
+    cardType: 'CAC',
+  });
+});
+
+test('soft PIV card from the option string', () => {
+  const soft = softCardFromEmulatorOptions(parseEmulatorOptions('db="sql:/d" use_hw=no soft=(,Test,PIV,,id-cert)'));
+  assert.equal(soft.cardType, 'PIV');
+  assert.deepEqual(soft.nicknames, ['id-cert']);
 });
 
 test('soft card from vscclient -c defaults', () => {
   // vscclient -c id-cert with no -e: use_hw keeps its default, which is accepted with a soft card.
   const soft = softCardFromEmulatorOptions(parseEmulatorOptions('db="/etc/pki/nssdb",soft=(,Virtual Reader,CAC,,id-cert,)'));
-  assert.deepEqual(soft, { database: '/etc/pki/nssdb', nicknames: ['id-cert'], readerName: 'Virtual Reader' });
+  assert.deepEqual(soft, { database: '/etc/pki/nssdb', nicknames: ['id-cert'], readerName: 'Virtual Reader', cardType: 'CAC' });
   assert.equal(softCardFromEmulatorOptions(parseEmulatorOptions('soft=(,R,CAC,,a)')).database, '/etc/pki/nssdb');
 });
 

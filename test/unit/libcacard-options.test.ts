@@ -139,7 +139,8 @@ test('rejects invalid strings', () => {
     ['soft=(,R,CAC,', /four fields/],
     ['soft=(,R,CAC,,', /missing cert specification/],
     ['soft=(,R,CAC,,a,b', /missing "\)"/],
-    ['soft=(,R,PIV,,a)', /invalid smartcard type "PIV"/],
+    ['soft=(,R,PASSTHRU,,a)', /invalid smartcard type "PASSTHRU" for a soft card: use CAC or PIV/],
+    ['soft=(,R,XYZ,,a)', /invalid smartcard type "XYZ"/],
     ['soft=(,R,PASSTHRU,,a)', /invalid smartcard type "PASSTHRU" for a soft card/],
   ];
   for (const [text, message] of cases) {
