@@ -330,32 +330,33 @@ export class PcscReader extends EventEmitter<ReaderEvents> implements Reader {
     this.idleTimer = undefined;
   }
 
-  /** Maps a failed PC/SC call to reader events; the caller then returns 6F 00 to the guest. */
+  /** Maps a failed PC/SC call to reader events; after a failed transmit the caller returns 6F 00 to the guest. */
   private handleCallFailure(error: unknown, operation: string): void {
     const code = error instanceof PcscError ? error.code : undefined;
+    const fields = { operation, err: describeError(error), ...(operation === 'transmit' ? { response: '6f00' } : {}) };
     if (code !== undefined && CARD_GONE_CODES.has(code)) {
-      this.log.warn({ operation }, 'the card was removed during the operation; responding with 6F00');
+      this.log.warn(fields, 'the card was removed during the operation');
       this.handleCardRemove('the card was removed during an operation');
       return;
     }
     if (code !== undefined && READER_GONE_CODES.has(code)) {
-      this.log.warn({ operation }, 'the reader went away during the operation; responding with 6F00');
+      this.log.warn(fields, 'the reader went away during the operation');
       this.handleReaderGone();
       return;
     }
     if (code !== undefined && SERVICE_GONE_CODES.has(code)) {
-      this.log.warn({ operation, err: describeError(error) }, 'lost the connection to pcscd; reopening the card on the next APDU');
+      this.log.warn(fields, 'lost the connection to pcscd; reopening the card on the next APDU');
       this.dropConnection();
       void this.context?.release().catch(() => undefined);
       this.context = undefined;
       return;
     }
     if (code === SCARD_W_UNRESPONSIVE_CARD || code === SCARD_W_UNPOWERED_CARD) {
-      this.log.warn({ operation, err: describeError(error) }, 'the card does not respond; responding with 6F00');
+      this.log.warn(fields, 'the card does not respond; reopening it on the next APDU');
       this.dropConnection();
       return;
     }
-    this.log.error({ operation, err: describeError(error) }, 'PC/SC call failed; responding with 6F00');
+    this.log.error(fields, 'PC/SC call failed');
   }
 
   private handleCardInsert(atr: Uint8Array): void {

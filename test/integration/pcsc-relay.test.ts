@@ -232,7 +232,9 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
   });
 
   test('reader relays the vicc card', async () => {
-    const reader = new PcscReader(VICC_READER, monitor, { logger: silent, idleMs: 100 });
+    const problems: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void problems.push(line) });
+    const reader = new PcscReader(VICC_READER, monitor, { logger: log, idleMs: 100 });
     try {
       if (reader.atr() === undefined) await waitForEvent(reader, 'insert', 'the vicc card to be opened');
       assert.equal(hex(reader.atr()!), VICC_ATR.replaceAll(' ', '').toLowerCase());
@@ -242,6 +244,13 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
       assert.equal(statusWord(first), 0x9000);
       assert.equal(first.length, 10);
       assert.notEqual(hex(first), hex(second), 'two challenges differ, so they come from the card');
+
+      // The first reset after opening is skipped (opening powered the card); later ones reset it.
+      assert.equal(hex(await reader.reset('cold')), VICC_ATR.replaceAll(' ', '').toLowerCase());
+      assert.equal(hex(await reader.reset('warm')), VICC_ATR.replaceAll(' ', '').toLowerCase());
+      assert.equal(hex(await reader.reset('cold')), VICC_ATR.replaceAll(' ', '').toLowerCase());
+      assert.equal(statusWord(await reader.transmit(GET_CHALLENGE)), 0x9000, 'the card works after resets');
+      assert.deepEqual(problems, [], 'no PC/SC call failed');
     } finally {
       await reader.close();
     }
