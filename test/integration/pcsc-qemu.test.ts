@@ -3,7 +3,7 @@
  * is relayed through the VSCard client to QEMU 7.2's ccid-card-passthru,
  * and the Debian test guest (test/guest) lists and signs with it through
  * its own pcscd, libccid and OpenSC. The host card is virtcard's CAC card
- * served through vpcd; the relay sees only PC/SC, as with a physical card.
+ * served through vpcd, so the relay uses only PC/SC, as with a physical card.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -307,7 +307,7 @@ describe('PC/SC relay with a private pcscd', { skip }, () => {
     try {
       if (reader.atr() === undefined) await waitForEvent(reader, 'insert', 'the vicc card to be opened');
 
-      // Host software holds a transaction for 1 s; the guest's APDU goes through after it.
+      // Host software keeps a transaction open for 1 s, and the guest's APDU goes through after it.
       await holder.beginTransaction(held);
       const started = Date.now();
       const pending = reader.transmit(GET_CHALLENGE);

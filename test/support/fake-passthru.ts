@@ -1,6 +1,6 @@
 /**
- * A fake QEMU ccid-card-passthru on loopback for client tests: answers Init
- * and acknowledges ReaderAdd, ReaderRemove, ATR and CardRemove with
+ * A fake QEMU ccid-card-passthru on loopback for client tests. It replies to
+ * Init and acknowledges ReaderAdd, ReaderRemove, ATR and CardRemove with
  * VSC_Error(success) as QEMU 7.2 does, and lets the test send APDUs.
  */
 import net from 'node:net';

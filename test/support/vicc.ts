@@ -2,10 +2,10 @@
  * Starts vsmartcard's `vicc` (an ISO 7816 card emulator in Python) as a card
  * for a vpcd reader: a card that virtcard did not write.
  *
- * Debian 12's packages need two fixes that this helper applies through
- * PYTHONPATH, without touching the system: python3-virtualsmartcard installs
+ * Debian 12's packages need two fixes, which this helper applies through
+ * PYTHONPATH without touching the system. python3-virtualsmartcard installs
  * its module under /usr/lib/python3/site-packages/virtualsmartcard, which is
- * not on Python's path, and it imports `Crypto` while Debian's
+ * not on Python's path. It also imports `Crypto`, while Debian's
  * python3-pycryptodome provides the same code as `Cryptodome`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
