@@ -34,8 +34,8 @@ export function waitForStopSignal(): Promise<NodeJS.Signals> {
 /** Opens the identity, builds the CAC card and exports it until a stop signal arrives. */
 export async function runEmulated(options: EmulatedCommandOptions): Promise<void> {
   if (options.verbose) setLogLevel('debug');
-  if (options.usbredir.length === 0 && options.vpcd.length === 0) {
-    throw new Error('no export given: add --usbredir ADDR:PORT for QEMU or --vpcd ADDR:PORT for pcscd');
+  if (options.usbredir.length === 0 && (options.usbip ?? []).length === 0 && options.vpcd.length === 0) {
+    throw new Error('no export given: add --usbredir ADDR:PORT for QEMU, --usbip ADDR:PORT for a USB/IP client or --vpcd ADDR:PORT for pcscd');
   }
 
   const stopSignal = waitForStopSignal();

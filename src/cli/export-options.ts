@@ -1,6 +1,7 @@
 /**
  * Command-line options that export a reader to a virtual machine or to
- * pcscd: `--usbredir ADDR:PORT` (a CCID reader for QEMU's usb-redir) and
+ * pcscd: `--usbredir ADDR:PORT` (a CCID reader for QEMU's usb-redir),
+ * `--usbip ADDR:PORT` (the same reader for a Linux USB/IP client) and
  * `--vpcd ADDR:PORT` (a card for vsmartcard's vpcd), shared by
  * `virtcard emulated` and `virtcard host`.
  */
@@ -9,6 +10,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { CcidDevice, type CcidDeviceOptions } from '../ccid/device.js';
 import { logger } from '../log/logger.js';
 import type { Reader } from '../reader/reader.js';
+import { UsbipExport } from '../transports/usbip.js';
 import { UsbredirExport } from '../transports/usbredir.js';
 import { VpcdCard } from '../transports/vpcd.js';
 
@@ -22,6 +24,8 @@ export interface Endpoint {
 
 export interface ExportOptions {
   usbredir: Endpoint[];
+  /** Absent in callers that do not offer --usbip. */
+  usbip?: Endpoint[];
   vpcd: Endpoint[];
 }
 
@@ -69,6 +73,12 @@ export function addExportOptions(command: Command): Command {
       collectEndpoint,
       [],
     )
+    .option(
+      '--usbip <addr:port>',
+      'listen here for a USB/IP client (usbip attach -r ADDR -b 1-1, port 3240 by default there) and serve a CCID reader; repeatable',
+      collectEndpoint,
+      [],
+    )
     .option('--vpcd <addr:port>', 'connect the card to vsmartcard vpcd at this address (pcscd default 127.0.0.1:35963); repeatable', collectEndpoint, []);
 }
 
@@ -98,6 +108,19 @@ export async function startExports(reader: Reader, options: ExportOptions, ccid:
       await usbredir.listen();
       stops.push(async () => {
         await usbredir.close();
+        device.detach();
+      });
+    }
+    for (const endpoint of options.usbip ?? []) {
+      if (!isLoopback(endpoint.host)) {
+        log.warn({ address: endpoint.host }, 'USB/IP listens on a non-loopback address: anyone who can reach it can use the card');
+      }
+      const device = new CcidDevice(ccid);
+      device.attach(reader);
+      const usbip = new UsbipExport(device, { host: endpoint.host, port: endpoint.port });
+      await usbip.listen();
+      stops.push(async () => {
+        await usbip.close();
         device.detach();
       });
     }

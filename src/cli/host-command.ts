@@ -41,12 +41,17 @@ export async function runHost(options: HostCommandOptions): Promise<void> {
       running.push(await startExports(slot, { usbredir: [endpoint], vpcd: [] }, { initialAtr: PASSTHRU_DEFAULT_ATR }));
       slots.push(slot);
     }
+    for (const endpoint of options.usbip ?? []) {
+      const slot = new ReaderSlot(`usbip ${endpoint.host}:${endpoint.port}`);
+      running.push(await startExports(slot, { usbredir: [], usbip: [endpoint], vpcd: [] }, { initialAtr: PASSTHRU_DEFAULT_ATR }));
+      slots.push(slot);
+    }
     for (const endpoint of options.vpcd) {
       const slot = new ReaderSlot(`vpcd ${endpoint.host}:${endpoint.port}`);
       running.push(await startExports(slot, { usbredir: [], vpcd: [endpoint] }));
       slots.push(slot);
     }
-    if (slots.length === 0) log.warn('no --usbredir or --vpcd given: client readers are accepted but not exported anywhere');
+    if (slots.length === 0) log.warn('no --usbredir, --usbip or --vpcd given: client readers are accepted but not exported anywhere');
 
     const server = new VscServer({
       host: options.listen.host,

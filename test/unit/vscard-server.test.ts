@@ -225,7 +225,9 @@ test('bad client does not disturb others', async () => {
     bad.socket.write(Uint8Array.of(0, 0, 0, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0));
     assert.deepEqual(await bad.next(), { type: VscMessageType.Error, readerId: 0xffffffff, code: 1 });
     await badClosed;
-    await once(bad.socket, 'close');
+    const deadline = Date.now() + 2000;
+    while (!bad.closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.ok(bad.closed, 'the bad client was disconnected');
 
     const goodReader = readers[0]!;
     const response = goodReader.transmit(Uint8Array.of(0x80, 0xca, 0x9f, 0x7f, 0x00));
