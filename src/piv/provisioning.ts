@@ -32,7 +32,7 @@ import {
 import { managementKeyCipher } from './management-key.js';
 import type { PivApplication } from './piv-application.js';
 import { encodePublicKeyTemplate, generateSlotKey, slotAlgorithmOf } from './slot-keys.js';
-import { decodeObjects, decodeTemplate, tagFromBytes } from './tlv-input.js';
+import { decodeFlatTemplate, decodeObjects, tagFromBytes } from './tlv-input.js';
 
 const log = logger.child({ component: 'piv' });
 
@@ -69,7 +69,7 @@ export async function generateAsymmetricKeyPair(
   if (apdu.p1 !== 0x00 || !isAsymmetricKey(apdu.p2)) return statusOnlyResponse(SW_INCORRECT_P1_P2);
   if (!application.management.authenticated) return statusOnlyResponse(SW_SECURITY_STATUS_NOT_SATISFIED);
 
-  const template = decodeTemplate(apdu.data, TAG_KEY_TEMPLATE);
+  const template = decodeFlatTemplate(apdu.data, TAG_KEY_TEMPLATE);
   const algorithmValue = template?.get(TAG_ALGORITHM);
   if (template === undefined || algorithmValue?.length !== 1) return statusOnlyResponse(SW_WRONG_DATA);
   const algorithm = slotAlgorithmOf(algorithmValue[0]!);
