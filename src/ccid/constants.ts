@@ -59,6 +59,8 @@ export enum CommandStatus {
 export enum SlotError {
   /** 0x00 doubles as "command not supported" when the failed bit is set. */
   CommandNotSupported = 0x00,
+  /** The message's bSlot (byte offset 5) names a slot that does not exist. */
+  BadSlot = 0x05,
   /** The slot already has the maximum number of commands in progress. */
   SlotBusy = 0xe0,
   IccMute = 0xfe,

@@ -225,6 +225,11 @@ export class CcidDevice extends EventEmitter<CcidDeviceEvents> {
     const seq = message[6]!;
     const data = message.subarray(CCID_HEADER_LENGTH);
 
+    if (slot !== 0) {
+      this.rejectSlot(type, slot, seq);
+      return;
+    }
+
     switch (type) {
       case PcToRdr.GetSlotStatus:
         this.sendSlotStatus(slot, seq, CommandStatus.Ok, 0);
@@ -260,6 +265,33 @@ export class CcidDevice extends EventEmitter<CcidDeviceEvents> {
         // Mechanical, Escape, IccClock, T0APDU, Secure, Abort,
         // SetDataRateAndClockFrequency and unknown types: not supported.
         this.sendSlotStatus(slot, seq, CommandStatus.Failed, SlotError.CommandNotSupported);
+    }
+  }
+
+  /**
+   * Answers a message for a slot other than 0. QEMU 7.2 ignores bSlot and
+   * serves slot 0; CCID 1.1 requires a failed answer with bError 5 (the
+   * offset of bSlot) and ICC status "absent", in the message type the
+   * command normally gets.
+   */
+  private rejectSlot(type: PcToRdr, slot: number, seq: number): void {
+    const bStatus = IccStatus.Absent | (CommandStatus.Failed << 6);
+    switch (type) {
+      case PcToRdr.IccPowerOn:
+      case PcToRdr.XfrBlock:
+      case PcToRdr.Secure:
+        this.enqueue(this.header(RdrToPc.DataBlock, 0, slot, seq, bStatus, SlotError.BadSlot, 0));
+        return;
+      case PcToRdr.GetParameters:
+      case PcToRdr.ResetParameters:
+      case PcToRdr.SetParameters: {
+        const message = this.header(RdrToPc.Parameters, 7, slot, seq, bStatus, SlotError.BadSlot, this.parameters.protocol);
+        message.set(this.parameters.data, CCID_HEADER_LENGTH);
+        this.enqueue(message);
+        return;
+      }
+      default:
+        this.enqueue(this.header(RdrToPc.SlotStatus, 0, slot, seq, bStatus, SlotError.BadSlot, 0));
     }
   }
 

@@ -102,8 +102,27 @@ test('malformed messages stall without answer', () => {
 
 test('unknown message type gets failed SlotStatus', () => {
   const device = new CcidDevice();
-  assert.equal(device.bulkOut(pcToRdr(0x99, 6, new Uint8Array(0), 7)), 'ok');
-  assert.deepEqual([...readMessage(device)], [0x81, 0, 0, 0, 0, 7, 6, 0x42, 0x00, 0]);
+  assert.equal(device.bulkOut(pcToRdr(0x99, 6)), 'ok');
+  assert.deepEqual([...readMessage(device)], [0x81, 0, 0, 0, 0, 0, 6, 0x42, 0x00, 0]);
+});
+
+test('bad slot gets bError 5', async () => {
+  const device = new CcidDevice();
+  const reader = new EchoReader();
+  device.attach(reader);
+  const cases: [number, number[]][] = [
+    [0x65, [0x81, 0, 0, 0, 0, 3, 1, 0x42, 0x05, 0]],
+    [0x6f, [0x80, 0, 0, 0, 0, 3, 1, 0x42, 0x05, 0]],
+    [0x62, [0x80, 0, 0, 0, 0, 3, 1, 0x42, 0x05, 0]],
+    [0x6c, [0x82, 0, 0, 0, 0, 3, 1, 0x42, 0x05, 0, 0x77, 0, 0, 0, 0, 0xfe, 0]],
+    [0x6b, [0x81, 0, 0, 0, 0, 3, 1, 0x42, 0x05, 0]],
+  ];
+  for (const [type, expected] of cases) {
+    assert.equal(device.bulkOut(pcToRdr(type, 1, type === 0x6f ? Uint8Array.of(0, 0xa4, 0, 0) : new Uint8Array(0), 3)), 'ok');
+    await settle();
+    assert.deepEqual([...readMessage(device)], expected, `message type ${type.toString(16)}`);
+  }
+  assert.equal(reader.transmitted, 0, 'nothing reaches the card');
 });
 
 test('zero-length packet after a message is ignored', () => {
