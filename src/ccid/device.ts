@@ -3,7 +3,7 @@
  * over the bytes of control transfers, bulk OUT packets, bulk IN and
  * interrupt IN reads, with no I/O of its own. A transport (usbredir, USB/IP)
  * feeds it what the host sends and polls it for what the host reads; the
- * 'bulk-in' and 'interrupt' events say when a NAKed read would now get data.
+ * 'bulk-in' and 'interrupt' events signal when a NAKed read would now get data.
  *
  * Modes: with no reader attached the slot is empty; an attached reader
  * without a card also shows an empty slot; an attached reader with a card

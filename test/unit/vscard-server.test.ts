@@ -270,3 +270,33 @@ test('passthru ATR check matches QEMU', () => {
   const rejected = ['3b', '3c00', '3b0501', '3b71112233'];
   for (const atr of rejected) assert.notEqual(checkPassthruAtr(Buffer.from(atr, 'hex')), undefined, atr);
 });
+
+test('server serves many clients at once', async () => {
+  const { server, port, readers } = await startServer();
+  const clients = await Promise.all(Array.from({ length: 20 }, () => FakeClient.open(port)));
+  try {
+    for (const [index, client] of clients.entries()) {
+      await client.handshake();
+      client.send({ type: VscMessageType.ReaderAdd, readerId: 0, name: `client ${index}` });
+      assert.deepEqual(await client.next(), { type: VscMessageType.Error, readerId: 0, code: 0 });
+      client.send({ type: VscMessageType.Atr, readerId: 0, atr: CAC_ATR });
+      assert.deepEqual(await client.next(), { type: VscMessageType.Error, readerId: 0, code: 0 });
+    }
+    assert.equal(readers.length, clients.length);
+    assert.equal(server.connectionCount, clients.length);
+
+    // Every reader's command goes to its own client, and each answer comes back to the right reader.
+    const responses = readers.map((reader, index) => reader.transmit(Uint8Array.of(0x00, 0xb0, 0x00, index)));
+    for (const [index, client] of clients.entries()) {
+      const command = await client.next();
+      assert.equal(command.type, VscMessageType.Apdu);
+      assert.equal(command.type === VscMessageType.Apdu ? command.apdu[3] : -1, index, `client ${index} got its reader's command`);
+      client.send({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(index, 0x90, 0x00) });
+    }
+    const answers = await Promise.all(responses);
+    answers.forEach((answer, index) => assert.deepEqual([...answer], [index, 0x90, 0x00]));
+  } finally {
+    for (const client of clients) client.close();
+    await server.close();
+  }
+});
