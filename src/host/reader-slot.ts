@@ -27,7 +27,7 @@ export class ReaderSlot extends EventEmitter<ReaderEvents> implements Reader {
 
   /** Plugs `reader` into the empty slot; a card already in it is inserted at once. Throws when the slot is taken. */
   plug(reader: Reader): void {
-    if (this.inner !== undefined) throw new Error(`reader slot "${this.name}" already holds reader "${this.inner.name}"`);
+    if (this.inner !== undefined) throw new Error(`reader slot "${this.name}" already contains reader "${this.inner.name}"`);
     this.inner = reader;
     reader.on('insert', this.innerListeners.insert);
     reader.on('remove', this.innerListeners.remove);

@@ -1,6 +1,6 @@
 /**
  * Constants and packet layouts of the usbredir protocol (spice-usbredir's
- * usb-redirection-protocol.md and usbredirproto.h, protocol version 0.7):
+ * usbredirproto.h, protocol version 0.7.1):
  * the protocol QEMU's `-device usb-redir` speaks to a usb-host that
  * exports a USB device. All integers are little-endian and all structures
  * are packed.

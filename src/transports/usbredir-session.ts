@@ -49,7 +49,7 @@ interface PendingBulkIn {
 export interface UsbredirSessionEvents {
   /** The hello exchange finished and the device was announced. */
   ready: [];
-  /** The connection ended; the argument says why. */
+  /** The connection ended; the argument is the reason. */
   end: [reason: string];
 }
 

@@ -26,7 +26,7 @@ export interface UsbredirExportOptions {
 export interface UsbredirExportEvents {
   /** QEMU connected and the hello exchange finished. */
   connect: [];
-  /** The QEMU connection ended; the argument says why. */
+  /** The QEMU connection ended; the argument is the reason. */
   disconnect: [reason: string];
 }
 

@@ -5,7 +5,7 @@
  * to the caller as a `Reader`.
  *
  * VSCard has no authentication: anyone who reaches the port can offer a
- * card. The server listens on 127.0.0.1 unless told otherwise.
+ * card. The server listens on 127.0.0.1 unless the caller sets another host.
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
