@@ -1,6 +1,6 @@
 /**
  * `virtcard client`: the vscclient replacement. It connects to QEMU's
- * ccid-card-passthru socket and serves the emulated CAC card to the guest,
+ * ccid-card-passthru socket and serves the emulated CAC (or PIV) card to the guest,
  * accepting vscclient's command line unchanged
  * (`[-c CERTNAME]... [-e EMULATOR_OPTIONS] [-d LEVEL] HOST PORT`) as well as
  * virtcard's identity options.
@@ -151,7 +151,7 @@ export async function runClient(host: string, port: number, options: ClientComma
 /** Builds the `client` subcommand. */
 export function clientCommand(): Command {
   const command = new Command('client')
-    .description("connect to QEMU's ccid-card-passthru socket and serve a virtual CAC card to the guest (vscclient replacement)")
+    .description("connect to QEMU's ccid-card-passthru socket and serve a virtual CAC or PIV card to the guest (vscclient replacement)")
     .usage('[options] HOST PORT')
     .argument('<host>', 'host of the ccid-card-passthru socket chardev, e.g. 127.0.0.1')
     .argument('<port>', 'TCP port of the chardev', parsePort)

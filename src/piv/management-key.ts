@@ -6,10 +6,10 @@
  *   the card returns `81 <R>`, the host returns `82 <E(K, R)>`;
  * - mutual authentication: the host requests a witness (`7C 02 80 00`), the
  *   card returns `80 <E(K, R)>`, the host sends `80 <R> 81 <C>` and the card
- *   answers `82 <E(K, C)>` (the flow yubico-piv-tool uses).
+ *   returns `82 <E(K, C)>` (the flow yubico-piv-tool uses).
  *
  * E is single-block ECB encryption with 3DES or AES. A challenge serves for
- * one answer only, right or wrong.
+ * one response only, right or wrong.
  */
 import { createCipheriv, createDecipheriv, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ManagementKeyState } from './card-state.js';

@@ -128,7 +128,7 @@ export class PivApplet implements Applet {
   }
 
   /**
-   * Adds a chained command to the pending chain (answer 90 00), or returns
+   * Adds a chained command to the pending chain (status 90 00), or returns
    * the whole command once its last part arrives. A command with another
    * header than the chain's drops the chain and gets 68 83.
    */
@@ -189,9 +189,9 @@ export class PivApplet implements Applet {
 
   /**
    * Processes SELECT while PIV is selected. Selecting PIV again returns the
-   * template; any other AID fails with 6A 82 and leaves PIV selected, as
-   * ISO/IEC 7816-4 asks, so a host that probes for other applets (as
-   * yubico-piv-tool does for the YubiKey OTP applet) keeps its session.
+   * template. Any other AID fails with 6A 82 and leaves PIV selected, so a
+   * host that probes for other applets (as yubico-piv-tool does for the
+   * YubiKey OTP applet) keeps its session.
    */
   private select(apdu: CommandApdu, card: CardContext): Uint8Array {
     if (apdu.p1 !== 0x04) return statusOnlyResponse(SW_FUNCTION_NOT_SUPPORTED);

@@ -17,7 +17,7 @@ import { ManagementKeyAuthenticator } from './management-key.js';
 import { PivReferenceData } from './reference-data.js';
 import { localKeyOperations, type SlotKeyOperations } from './slot-keys.js';
 
-/** Where a changed card state goes; the encrypted state file, or nothing for a card that lives in memory only. */
+/** Destination of the changed card state, such as the encrypted state file. A card in memory only has none. */
 export interface CardStateSink {
   save(state: PivCardState): Promise<void>;
 }
@@ -106,7 +106,11 @@ export class PivApplication {
     return count;
   }
 
-  /** Builds the key history object: keys with on-card certificates (C1), off-card (C2), error detection code (FE). */
+  /**
+   * Builds the key history object of SP 800-73-4 part 1: the number of
+   * retired keys with on-card certificates (C1) and with off-card ones (C2),
+   * then the error detection code (FE).
+   */
   private keyHistory(): Uint8Array {
     return Uint8Array.of(0xc1, 0x01, this.retiredCertificateCount(), 0xc2, 0x01, 0x00, 0xfe, 0x00);
   }

@@ -20,6 +20,7 @@ import {
   ALGORITHM_3DES,
   ALGORITHM_3DES_LEGACY,
   KEY_CARD_AUTHENTICATION,
+  KEY_DIGITAL_SIGNATURE,
   KEY_MANAGEMENT,
   TAG_BIOMETRIC_GROUP_TEMPLATE,
   TAG_DATA,
@@ -44,11 +45,19 @@ const TAG_ALGORITHM = 0x80;
 const TAG_PIN_POLICY = 0xaa;
 const TAG_TOUCH_POLICY = 0xab;
 
+/** Returns the default PIN policy of a slot, as on a YubiKey: never for 9E, always for 9C, once for the rest. */
+function defaultPinPolicy(keyReference: number): PinPolicy {
+  if (keyReference === KEY_CARD_AUTHENTICATION) return 'never';
+  if (keyReference === KEY_DIGITAL_SIGNATURE) return 'always';
+  return 'once';
+}
+
 function pinPolicyOf(value: Uint8Array | undefined, keyReference: number): PinPolicy | undefined {
-  const code = value === undefined ? 0 : value.length === 1 ? value[0] : -1;
-  switch (code) {
+  if (value === undefined) return defaultPinPolicy(keyReference);
+  if (value.length !== 1) return undefined;
+  switch (value[0]) {
     case 0:
-      return keyReference === KEY_CARD_AUTHENTICATION ? 'never' : keyReference === 0x9c ? 'always' : 'once';
+      return defaultPinPolicy(keyReference);
     case 1:
       return 'never';
     case 2:

@@ -1,6 +1,6 @@
 /**
  * PIV PIN and PUK checks with retry counters (SP 800-73-4 part 2, VERIFY,
- * CHANGE REFERENCE DATA and RESET RETRY COUNTER): a wrong value answers
+ * CHANGE REFERENCE DATA and RESET RETRY COUNTER): a wrong value gets
  * 63 Cx with x tries left, the value blocks when x reaches 0 (69 83 from
  * then on, even for the right value), and a right value refills the counter.
  */

@@ -71,7 +71,7 @@ const CURVES = {
 } as const;
 
 function curveOf(algorithm: SlotAlgorithm): (typeof CURVES)[keyof typeof CURVES] {
-  if (algorithm === 'rsa2048') throw new KeyInputError('the slot holds an RSA key, so EC operations do not apply');
+  if (algorithm === 'rsa2048') throw new KeyInputError('the slot contains an RSA key, so ECDSA and ECDH do not apply');
   return CURVES[algorithm];
 }
 
@@ -134,7 +134,7 @@ export function localKeyOperations(key: SlotKey): SlotKeyOperations {
 /** Wraps slot `index` of a key store (RSA-2048 only, the one kind of key the KeyStore interface offers). */
 export function storeKeyOperations(store: KeyStore, index: number, pinPolicy: PinPolicy): SlotKeyOperations {
   const notEc = (): never => {
-    throw new KeyInputError('the slot holds an RSA key, so EC operations do not apply');
+    throw new KeyInputError('the slot contains an RSA key, so ECDSA and ECDH do not apply');
   };
   return {
     algorithm: 'rsa2048',

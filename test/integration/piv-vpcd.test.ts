@@ -1,9 +1,9 @@
 /**
  * `virtcard vpcd --card piv` with a state file, provisioned with Debian's
- * yubico-piv-tool and used through a private pcscd with OpenSC, as OpenSC's
- * CI does with PIV applets: RSA-2048 in 9A, P-256 in 9C (signing) and 9D
- * (ECDH), self-signed certificates, PIN and PUK counters, and a restart that
- * keeps everything.
+ * yubico-piv-tool and used through a private pcscd with OpenSC, following
+ * the steps of OpenSC's CI for PIV applets: RSA-2048 in 9A, P-256 in 9C
+ * (signing) and 9D (ECDH), self-signed certificates, PIN and PUK counters,
+ * and a restart that keeps everything.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -28,7 +28,7 @@ export async function sendRaw(card: SmartCard, command: Uint8Array | string): Pr
   return split(await card.transmit(bytes));
 }
 
-/** Sends a command and collects the whole response through GET RESPONSE while the card answers 61 xx. */
+/** Sends a command and collects the whole response through GET RESPONSE while the card returns 61 xx. */
 export async function send(
   card: SmartCard,
   fields: { cla?: number; ins: number; p1: number; p2: number; data?: Uint8Array; le?: number; extended?: boolean },
@@ -94,7 +94,7 @@ export function decryptBlock(algorithm: number, key: Uint8Array, block: Uint8Arr
 
 /**
  * Runs the mutual authentication with the card management key as
- * yubico-piv-tool does, checks the card's answer to the host challenge and
+ * yubico-piv-tool does, checks the card's response to the host challenge and
  * returns the status word of the second step.
  */
 export async function authenticateManagementKey(
