@@ -81,6 +81,13 @@ export class UsbredirSession extends EventEmitter<UsbredirSessionEvents> {
     this.sendHello();
   }
 
+  /** Unplugs the device from QEMU (device_disconnect) and closes the connection once the data is sent. */
+  disconnect(): void {
+    if (this.ended) return;
+    if (this.helloReceived) this.send(UsbredirType.DeviceDisconnect, 0n, new Uint8Array(0));
+    this.socket.end();
+  }
+
   private end(reason: string): void {
     if (this.ended) return;
     this.ended = true;

@@ -60,10 +60,18 @@ export class UsbredirExport extends EventEmitter<UsbredirExportEvents> {
     return address;
   }
 
-  /** Stops listening and closes the QEMU connection. */
+  /**
+   * Stops listening, unplugs the device from QEMU with device_disconnect and
+   * closes the connection; a connection still open after 1 s is destroyed.
+   */
   async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.session?.disconnect();
+    const timer = setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, 1000);
+    await closed;
+    clearTimeout(timer);
     this.log.info('usbredir export stopped');
   }
 

@@ -225,3 +225,18 @@ test('usbredir rejects a second connection', async () => {
     assert.ok(!guest.socket.destroyed);
   });
 });
+
+test('usbredir close sends device_disconnect', async () => {
+  const device = new CcidDevice();
+  device.attach(new EchoReader());
+  const exporter = new UsbredirExport(device, { port: 0 });
+  const address = await exporter.listen();
+  const guest = await FakeGuest.open(address.port);
+  const closed = once(guest.socket, 'close');
+  for (let index = 0; index < 4; index++) await guest.next();
+  await exporter.close();
+  const disconnect = await guest.next();
+  assert.equal(disconnect.type, UsbredirType.DeviceDisconnect);
+  assert.equal(disconnect.body.length, 0);
+  await closed;
+});
