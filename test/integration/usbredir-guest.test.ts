@@ -111,12 +111,12 @@ interface GuestRun {
 }
 
 /** Boots the guest with a usb-redir device connecting to `port` and runs `script`. */
-async function bootGuest(work: string, script: string, port: number, usb: 'uhci' | 'xhci'): Promise<GuestRun> {
+async function bootGuest(work: string, script: string, port: number, usb: 'uhci' | 'xhci', puts: string[] = []): Promise<GuestRun> {
   const scriptFile = path.join(work, `guest-${port}.sh`);
   writeFileSync(scriptFile, `${GUEST_HELPERS}PIN=${PIN}\n${script}`);
   const child = spawn(
     runScript,
-    ['--timeout', '150', scriptFile, '--', '-chardev', `socket,id=redir,host=127.0.0.1,port=${port}`, '-device', 'usb-redir,chardev=redir'],
+    ['--timeout', '150', ...puts.flatMap((file) => ['--put', file]), scriptFile, '--', '-chardev', `socket,id=redir,host=127.0.0.1,port=${port}`, '-device', 'usb-redir,chardev=redir'],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       // run.sh waits for a reader only when the QEMU arguments name usb-ccid, so ask for the wait.
@@ -164,6 +164,18 @@ function section(sections: Map<string, string>, name: string, run: GuestRun): st
   return text;
 }
 
+/**
+ * Builds the guest helper that sends an extended APDU through PC/SC; the
+ * guest has the same Debian release and libpcsclite as the build host.
+ * Returns the binary's path, or the compiler output when the build failed.
+ */
+function buildExtendedApduHelper(work: string): { binary?: string; problem?: string } {
+  const binary = path.join(work, 'pcsc-extended-apdu');
+  const source = path.join(repositoryRoot, 'test', 'ccid', 'pcsc-extended-apdu.c');
+  const build = spawnSync('sh', ['-c', `gcc -O2 -o "${binary}" "${source}" $(pkg-config --cflags --libs libpcsclite)`], { encoding: 'utf8' });
+  return build.status === 0 ? { binary } : { problem: `building ${source} failed (needs gcc and libpcsclite-dev): ${build.stderr}` };
+}
+
 const TRANSCRIPT_SCRIPT = `run opensc-tool-a opensc-tool -a
 run pkcs11-tool-L pkcs11-tool --module "$OSC" -L
 run pkcs11-tool-O pkcs11-tool --module "$OSC" -O
@@ -195,11 +207,14 @@ describe('usbredir export in a QEMU guest', { skip }, () => {
   ];
 
   test('emulated card on UHCI matches ccid-card-emulated', async () => {
+    const helper = buildExtendedApduHelper(work);
+    assert.ok(helper.binary, helper.problem);
     const port = await freePort();
     const virtcard = VirtcardProcess.start(emulatedArgs(port));
     try {
       await virtcard.waitFor(/usbredir export listening/);
-      const run = await bootGuest(work, TRANSCRIPT_SCRIPT, port, 'uhci');
+      const script = `${TRANSCRIPT_SCRIPT}run extended-apdu "$VIRTCARD_FILES/pcsc-extended-apdu"\n`;
+      const run = await bootGuest(work, script, port, 'uhci', [helper.binary]);
       assert.equal(run.code, 0, `guest script failed:\n${run.stdout}\n${run.stderr}`);
       const sections = parseSections(run.stdout);
       for (const name of ['opensc-tool-a', 'pkcs11-tool-L', 'pkcs11-tool-O']) {
@@ -207,6 +222,8 @@ describe('usbredir export in a QEMU guest', { skip }, () => {
         assert.equal(normaliseHandles(section(sections, name, run)), normaliseHandles(reference), `transcript ${name} differs`);
       }
       assert.match(section(sections, 'sign', run), /\[exit status 0\]/);
+      // A 607-byte command reaches the card, which answers with a status word of its own.
+      assert.match(section(sections, 'extended-apdu', run), /extended APDU: rv=0 length=2 sw=[0-9a-f]{4}\n\[exit status 0\]/);
       assert.match(virtcard.log, /usbredir hello received.*version=qemu usb-redir guest/);
     } finally {
       await virtcard.stop();
