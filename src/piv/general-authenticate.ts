@@ -75,15 +75,14 @@ export async function generalAuthenticate(application: PivApplication, apdu: Com
   const key = application.keyOperations(apdu.p2);
   if (key === undefined) return statusOnlyResponse(SW_DATA_NOT_FOUND);
   if (algorithmIdentifier(key.algorithm) !== apdu.p1) return statusOnlyResponse(SW_INCORRECT_P1_P2);
-  // NOTE: PIN policy "always" (the default of 9C on a YubiKey) is treated as "once": one VERIFY serves every operation.
-  if (key.pinPolicy !== 'never' && !application.pin.verified) return statusOnlyResponse(SW_SECURITY_STATUS_NOT_SATISFIED);
-
   const response = items.get(TAG_RESPONSE);
   const challenge = items.get(TAG_CHALLENGE);
   const exponentiation = items.get(TAG_EXPONENTIATION);
   if (response === undefined || response.length !== 0 || (challenge === undefined) === (exponentiation === undefined)) {
     return statusOnlyResponse(SW_WRONG_DATA);
   }
+  // A key with PIN policy "always" (9C by default) needs a PIN VERIFY before every operation.
+  if (!application.consumePinForKey(key.pinPolicy)) return statusOnlyResponse(SW_SECURITY_STATUS_NOT_SATISFIED);
 
   let result: Uint8Array;
   try {

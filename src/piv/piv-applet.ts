@@ -238,6 +238,7 @@ export class PivApplet implements Applet {
     if (apdu.p1 === 0xff) {
       if (apdu.data.length !== 0) return statusOnlyResponse(SW_WRONG_DATA);
       reference.resetSecurityStatus();
+      if (reference === this.application.pin) this.application.revokePinUse();
       return statusOnlyResponse(SW_SUCCESS);
     }
     if (apdu.data.length === 0) return statusOnlyResponse(reference.status());
@@ -245,6 +246,7 @@ export class PivApplet implements Applet {
     const value = unpadReferenceValue(apdu.data);
     if (value === undefined) return statusOnlyResponse(SW_WRONG_DATA);
     const sw = await reference.check(value);
+    if (sw === SW_SUCCESS && reference === this.application.pin) this.application.grantPinUse();
     await this.application.save();
     log.info({ reference: apdu.p2.toString(16), result: formatStatusWord(sw), triesLeft: reference.triesLeft }, 'VERIFY');
     return statusOnlyResponse(sw);

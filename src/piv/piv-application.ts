@@ -5,7 +5,7 @@
  */
 import type { PinChecker } from '../card/pin.js';
 import { encodeBerTlv } from '../iso7816/ber-tlv.js';
-import type { PivCardState, SlotKey } from './card-state.js';
+import type { PinPolicy, PivCardState, SlotKey } from './card-state.js';
 import {
   KEY_RETIRED_FIRST,
   KEY_RETIRED_LAST,
@@ -56,6 +56,8 @@ export class PivApplication {
   readonly management: ManagementKeyAuthenticator;
   private readonly sink: CardStateSink | undefined;
   private readonly externalSlots: ReadonlyMap<number, ExternalSlot>;
+  /** Whether a PIN VERIFY happened since the last use of a key with PIN policy "always". */
+  private pinUseGranted = false;
 
   constructor(options: PivApplicationOptions) {
     this.state = options.state;
@@ -68,9 +70,33 @@ export class PivApplication {
 
   /** Clears the PIN and management key security status, as a card reset does. Counters are kept. */
   resetSecurityStatus(): void {
+    this.pinUseGranted = false;
     this.pin.resetSecurityStatus();
     this.puk.resetSecurityStatus();
     this.management.reset();
+  }
+
+  /** Records a successful PIN VERIFY, which allows one use of a key with PIN policy "always". */
+  grantPinUse(): void {
+    this.pinUseGranted = true;
+  }
+
+  /** Clears the grant of `grantPinUse`; a logout (VERIFY with P1 FF) does this. */
+  revokePinUse(): void {
+    this.pinUseGranted = false;
+  }
+
+  /**
+   * Checks whether a key with `policy` may be used now and, for "always",
+   * uses up the PIN VERIFY that allowed it.
+   */
+  consumePinForKey(policy: PinPolicy): boolean {
+    if (policy === 'never') return true;
+    if (!this.pin.verified) return false;
+    if (policy === 'once') return true;
+    const granted = this.pinUseGranted;
+    this.pinUseGranted = false;
+    return granted;
   }
 
   /** Returns the key of slot `keyReference`: one generated on the card, else one from a key store. */

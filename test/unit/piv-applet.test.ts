@@ -302,12 +302,14 @@ test('ECC keys sign and derive', async () => {
     const publicKey = await generate(card, slot, algorithm);
     const message = Buffer.from(`signed with ${curve}`);
     const digest = createHash(hash).update(message).digest();
+    await verifyPin(card, '123456');
     const signed = await authenticate(card, algorithm, slot, [[0x82, EMPTY], [0x81, digest]]);
     assert.equal(signed.sw, 0x9000);
     assert.ok(verify(hash, message, publicKey, dynamicAuthenticationItem(signed.data, 0x82)), `${curve} signature does not verify`);
 
     const peer = createECDH(curve);
     peer.generateKeys();
+    await verifyPin(card, '123456');
     const derived = await authenticate(card, algorithm, slot, [[0x82, EMPTY], [0x85, peer.getPublicKey()]]);
     assert.equal(derived.sw, 0x9000);
     const jwk = publicKey.export({ format: 'jwk' });
@@ -316,9 +318,31 @@ test('ECC keys sign and derive', async () => {
 
     const badPoint = Buffer.alloc(peer.getPublicKey().length, 0);
     badPoint[0] = 4;
+    await verifyPin(card, '123456');
     assert.equal((await authenticate(card, algorithm, slot, [[0x82, EMPTY], [0x85, badPoint]])).sw, 0x6a80);
+    await verifyPin(card, '123456');
     assert.equal((await authenticate(card, algorithm, slot, [[0x82, EMPTY], [0x81, Buffer.alloc(digest.length + 1)]])).sw, 0x6a80);
   }
+});
+
+test('PIN policy always needs each VERIFY', async () => {
+  const card = await newCard();
+  assert.equal(await authenticateManagementKey(card), 0x9000);
+  await generate(card, 0x9c, 0x11);
+  await generate(card, 0x9a, 0x11, 0x03);
+  const digest = createHash('sha256').update('twice').digest();
+  for (const slot of [0x9c, 0x9a]) {
+    assert.equal((await verifyPin(card, '123456')).sw, 0x9000);
+    assert.equal((await authenticate(card, 0x11, slot, [[0x82, EMPTY], [0x81, digest]])).sw, 0x9000, `first use of ${slot.toString(16)}`);
+    assert.equal((await authenticate(card, 0x11, slot, [[0x82, EMPTY], [0x81, digest]])).sw, 0x6982, `second use of ${slot.toString(16)}`);
+  }
+
+  await generate(card, 0x9d, 0x11);
+  assert.equal((await verifyPin(card, '123456')).sw, 0x9000);
+  assert.equal((await send(card, { ins: 0x20, p1: 0xff, p2: 0x80 })).sw, 0x9000);
+  assert.equal((await verifyPin(card, '123456')).sw, 0x9000);
+  assert.equal((await authenticate(card, 0x11, 0x9d, [[0x82, EMPTY], [0x81, digest]])).sw, 0x9000, 'policy once');
+  assert.equal((await authenticate(card, 0x11, 0x9d, [[0x82, EMPTY], [0x81, digest]])).sw, 0x9000, 'policy once again');
 });
 
 test('card authentication key needs no PIN', async () => {
