@@ -40,6 +40,7 @@ import type { PivApplication } from './piv-application.js';
 import { generateAsymmetricKeyPair, putData, setManagementKey } from './provisioning.js';
 import { MIN_VALUE_LENGTH, PADDED_LENGTH, unpadReferenceValue, type PivReferenceData } from './reference-data.js';
 import { decodeObjects, tagFromBytes } from './tlv-input.js';
+import { importAsymmetricKey, resetCard, setPinRetries } from './yubikey-extensions.js';
 
 const log = logger.child({ component: 'piv' });
 
@@ -52,8 +53,11 @@ const INS_GENERAL_AUTHENTICATE = 0x87;
 const INS_GET_RESPONSE = 0xc0;
 const INS_GET_DATA = 0xcb;
 const INS_PUT_DATA = 0xdb;
-/** YubiKey's SET MANAGEMENT KEY. */
+/** YubiKey's SET MANAGEMENT KEY, IMPORT ASYMMETRIC KEY, SET PIN RETRIES and RESET. */
 const INS_SET_MANAGEMENT_KEY = 0xff;
+const INS_IMPORT_ASYMMETRIC_KEY = 0xfe;
+const INS_SET_PIN_RETRIES = 0xfa;
+const INS_RESET = 0xfb;
 
 /** CLA bit of command chaining (ISO/IEC 7816-4 5.4.1). */
 const CLA_CHAINING = 0x10;
@@ -179,6 +183,12 @@ export class PivApplet implements Applet {
         return putData(this.application, apdu);
       case INS_SET_MANAGEMENT_KEY:
         return setManagementKey(this.application, apdu);
+      case INS_IMPORT_ASYMMETRIC_KEY:
+        return importAsymmetricKey(this.application, apdu);
+      case INS_SET_PIN_RETRIES:
+        return setPinRetries(this.application, apdu);
+      case INS_RESET:
+        return resetCard(this.application, apdu);
       case INS_GET_RESPONSE:
         // Only a chain of GET RESPONSE parts ends here, and GET RESPONSE takes no command data to chain.
         return statusOnlyResponse(SW_LAST_COMMAND_OF_CHAIN_EXPECTED);

@@ -5,7 +5,7 @@
  */
 import type { PinChecker } from '../card/pin.js';
 import { encodeBerTlv } from '../iso7816/ber-tlv.js';
-import type { PinPolicy, PivCardState, SlotKey } from './card-state.js';
+import { createDefaultCardState, DEFAULT_PIN, DEFAULT_PUK, type PinPolicy, type PivCardState, type SlotKey } from './card-state.js';
 import {
   KEY_RETIRED_FIRST,
   KEY_RETIRED_LAST,
@@ -151,6 +151,34 @@ export class PivApplication {
   /** Stores a generated key in slot `keyReference`, then saves the state. */
   async setKey(keyReference: number, key: SlotKey): Promise<void> {
     this.state.keys.set(keyReference, key);
+    await this.save();
+  }
+
+  /**
+   * Sets the retry counts of PIN and PUK and, as a YubiKey does, resets both
+   * to their defaults (123456 and 12345678), then saves the state.
+   */
+  async setRetries(pinRetries: number, pukRetries: number): Promise<void> {
+    Object.assign(this.state.pin, { value: Buffer.from(DEFAULT_PIN, 'latin1'), maxRetries: pinRetries, triesLeft: pinRetries });
+    Object.assign(this.state.puk, { value: Buffer.from(DEFAULT_PUK, 'latin1'), maxRetries: pukRetries, triesLeft: pukRetries });
+    this.resetSecurityStatus();
+    await this.save();
+  }
+
+  /**
+   * Returns the card to a new card's state: default PIN, PUK and management
+   * key, no keys, and only a fresh CHUID, CCC and discovery object. Then
+   * saves the state.
+   */
+  async resetToFactory(): Promise<void> {
+    const fresh = createDefaultCardState();
+    // PivReferenceData keeps references to the pin and puk objects, so they change in place.
+    Object.assign(this.state.pin, fresh.pin);
+    Object.assign(this.state.puk, fresh.puk);
+    this.state.managementKey = fresh.managementKey;
+    this.state.objects = fresh.objects;
+    this.state.keys = fresh.keys;
+    this.resetSecurityStatus();
     await this.save();
   }
 

@@ -52,7 +52,8 @@ function defaultPinPolicy(keyReference: number): PinPolicy {
   return 'once';
 }
 
-function pinPolicyOf(value: Uint8Array | undefined, keyReference: number): PinPolicy | undefined {
+/** Returns the PIN policy that the value of tag AA sets for `keyReference`, or undefined for an invalid value. */
+export function pinPolicyOf(value: Uint8Array | undefined, keyReference: number): PinPolicy | undefined {
   if (value === undefined) return defaultPinPolicy(keyReference);
   if (value.length !== 1) return undefined;
   switch (value[0]) {

@@ -46,18 +46,13 @@ function readLength(data: Uint8Array, offset: number): [number, number] | undefi
 }
 
 /**
- * Decodes the single-byte tag `tag` with one level of single-byte-tag
- * children into a map from tag to value. Unlike `decodeTemplate` it reads
- * every child as primitive, because the key template AC carries YubiKey's
- * PIN and touch policies under AA and AB, which BER marks as constructed.
+ * Decodes a sequence of single-byte-tag objects, each read as primitive,
+ * into a map from tag to value. Returns undefined for truncated input or a
+ * repeated tag.
  */
-export function decodeFlatTemplate(data: Uint8Array, tag: number): Map<number, Uint8Array> | undefined {
-  if (data[0] !== tag) return undefined;
-  const outer = readLength(data, 1);
-  if (outer === undefined || 1 + outer[1] + outer[0] !== data.length) return undefined;
-
+export function decodeFlatObjects(data: Uint8Array): Map<number, Uint8Array> | undefined {
   const items = new Map<number, Uint8Array>();
-  let offset = 1 + outer[1];
+  let offset = 0;
   while (offset < data.length) {
     const childTag = data[offset]!;
     const length = readLength(data, offset + 1);
@@ -69,4 +64,17 @@ export function decodeFlatTemplate(data: Uint8Array, tag: number): Map<number, U
     offset = end;
   }
   return items;
+}
+
+/**
+ * Decodes the single-byte tag `tag` with one level of single-byte-tag
+ * children into a map from tag to value. Unlike `decodeTemplate` it reads
+ * every child as primitive, because the key template AC carries YubiKey's
+ * PIN and touch policies under AA and AB, which BER marks as constructed.
+ */
+export function decodeFlatTemplate(data: Uint8Array, tag: number): Map<number, Uint8Array> | undefined {
+  if (data[0] !== tag) return undefined;
+  const outer = readLength(data, 1);
+  if (outer === undefined || 1 + outer[1] + outer[0] !== data.length) return undefined;
+  return decodeFlatObjects(data.subarray(1 + outer[1]));
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { constants, createECDH, createHash, createPublicKey, publicEncrypt, verify, type KeyObject } from 'node:crypto';
+import { constants, createECDH, createHash, createPublicKey, generateKeyPairSync, publicEncrypt, verify, type KeyObject } from 'node:crypto';
 import { decodeBerTlv, findBerTlv } from '../../src/iso7816/ber-tlv.js';
 import { createPivCard, type PivCard } from '../../src/piv/piv-card.js';
 import {
@@ -438,4 +438,75 @@ test('unknown instruction and class', async () => {
   const card = await newCard();
   assert.equal((await sendRaw(card, '00fd000000')).sw, 0x6d00);
   assert.equal((await sendRaw(card, '80cb3fff055c035fc102')).sw, 0x6e00);
+});
+
+/** Encodes YubiKey IMPORT ASYMMETRIC KEY data: each parameter as tag, BER length, value. */
+function importData(parameters: Array<[number, Uint8Array]>): Buffer {
+  return Buffer.concat(parameters.map(([tag, value]) => Buffer.concat([Buffer.of(tag), berLength(value.length), value])));
+}
+
+test('IMPORT ASYMMETRIC KEY for RSA and EC', async () => {
+  const card = await newCard();
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = rsa.privateKey.export({ format: 'jwk' });
+  const crt = [jwk.p, jwk.q, jwk.dp, jwk.dq, jwk.qi].map((value, index): [number, Uint8Array] => {
+    const bytes = Buffer.from(value!, 'base64url');
+    return [index + 1, Buffer.concat([Buffer.alloc(128 - bytes.length), bytes])];
+  });
+  const rsaData = importData(crt);
+  assert.equal((await send(card, { ins: 0xfe, p1: 0x07, p2: 0x9a, data: rsaData })).sw, 0x6982, 'needs the management key');
+  assert.equal(await authenticateManagementKey(card), 0x9000);
+  assert.equal((await send(card, { ins: 0xfe, p1: 0x07, p2: 0x9a, data: rsaData })).sw, 0x9000);
+
+  await verifyPin(card, '123456');
+  const message = Buffer.from('imported RSA key');
+  const signed = await authenticate(card, 0x07, 0x9a, [[0x82, EMPTY], [0x81, pkcs1SignatureBlock(message)]]);
+  assert.equal(signed.sw, 0x9000);
+  assert.ok(verify('sha256', message, rsa.publicKey, dynamicAuthenticationItem(signed.data, 0x82)));
+
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const scalar = Buffer.from(ec.privateKey.export({ format: 'jwk' }).d!, 'base64url');
+  assert.equal((await send(card, { ins: 0xfe, p1: 0x11, p2: 0x9e, data: importData([[0x06, scalar]]) })).sw, 0x9000);
+  const digest = createHash('sha256').update('imported EC key').digest();
+  const ecSigned = await authenticate(card, 0x11, 0x9e, [[0x82, EMPTY], [0x81, digest]]);
+  assert.equal(ecSigned.sw, 0x9000);
+  assert.ok(verify('sha256', Buffer.from('imported EC key'), ec.publicKey, dynamicAuthenticationItem(ecSigned.data, 0x82)));
+
+  const broken = importData([[1, crt[1]![1]], [2, crt[0]![1]], crt[2]!, crt[3]!, crt[4]!]);
+  assert.equal((await send(card, { ins: 0xfe, p1: 0x07, p2: 0x9d, data: broken })).sw, 0x6a80, 'p and q swapped');
+  assert.equal((await send(card, { ins: 0xfe, p1: 0x11, p2: 0x9d, data: importData([[0x06, Buffer.alloc(32)]]) })).sw, 0x6a80);
+  assert.equal((await send(card, { ins: 0xfe, p1: 0x06, p2: 0x9d, data: rsaData })).sw, 0x6a86, 'RSA-1024');
+  assert.equal((await send(card, { ins: 0xfe, p1: 0x11, p2: 0x9b, data: importData([[0x06, scalar]]) })).sw, 0x6a86);
+});
+
+test('SET PIN RETRIES resets PIN and PUK', async () => {
+  const card = await newCard();
+  assert.equal((await send(card, { ins: 0xfa, p1: 0x05, p2: 0x04 })).sw, 0x6982);
+  assert.equal(await authenticateManagementKey(card), 0x9000);
+  assert.equal((await send(card, { ins: 0xfa, p1: 0x05, p2: 0x04 })).sw, 0x6982, 'needs the PIN too');
+  const change = await send(card, { ins: 0x24, p1: 0x00, p2: 0x80, data: Buffer.concat([padded('123456'), padded('999999')]) });
+  assert.equal(change.sw, 0x9000);
+  assert.equal((await verifyPin(card, '999999')).sw, 0x9000);
+  assert.equal((await send(card, { ins: 0xfa, p1: 0x10, p2: 0x04 })).sw, 0x6a86);
+  assert.equal((await send(card, { ins: 0xfa, p1: 0x05, p2: 0x04 })).sw, 0x9000);
+
+  assert.equal((await send(card, { ins: 0x20, p1: 0x00, p2: 0x80 })).sw, 0x63c5);
+  assert.equal((await send(card, { ins: 0x20, p1: 0x00, p2: 0x81 })).sw, 0x63c4);
+  assert.equal((await verifyPin(card, '123456')).sw, 0x9000, 'the PIN is the default again');
+});
+
+test('RESET needs blocked PIN and PUK', async () => {
+  const card = await newCard();
+  assert.equal(await authenticateManagementKey(card), 0x9000);
+  await generate(card, 0x9a, 0x11);
+  assert.equal((await send(card, { ins: 0xfb, p1: 0x00, p2: 0x00 })).sw, 0x6985);
+  for (let i = 0; i < 3; i++) await verifyPin(card, '000000');
+  assert.equal((await send(card, { ins: 0xfb, p1: 0x00, p2: 0x00 })).sw, 0x6985, 'the PUK is not blocked');
+  for (let i = 0; i < 3; i++) await verifyPin(card, '00000000', 0x81);
+  assert.equal((await send(card, { ins: 0xfb, p1: 0x00, p2: 0x00 })).sw, 0x9000);
+
+  assert.equal((await verifyPin(card, '123456')).sw, 0x9000);
+  assert.equal((await authenticate(card, 0x11, 0x9a, [[0x82, EMPTY], [0x81, Buffer.alloc(32, 1)]])).sw, 0x6a88, 'keys are erased');
+  assert.equal(await authenticateManagementKey(card), 0x9000, 'the management key is the default again');
+  assert.equal((await getData(card, '5fc102')).sw, 0x9000, 'a new CHUID exists');
 });
