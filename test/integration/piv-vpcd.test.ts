@@ -207,6 +207,32 @@ describe('PIV card provisioned with yubico-piv-tool', { skip }, () => {
     assert.deepEqual(secret, readFileSync(hostSecret));
   });
 
+  test('import-key fills retired slot 82', () => {
+    const key = path('82.key');
+    const certificate = path('82.crt');
+    assertSuccess(openssl(['ecparam', '-name', 'secp384r1', '-genkey', '-noout', '-out', key]));
+    assertSuccess(openssl(['req', '-new', '-x509', '-key', key, '-subj', '/CN=piv-retired', '-days', '30', '-out', certificate]));
+    assertSuccess(yubico(['-a', 'import-key', '-s', '82', '-A', 'ECCP384', '-i', key]));
+    assertSuccess(yubico(['-a', 'import-certificate', '-s', '82', '-i', certificate]));
+
+    const objects = runTool(pcscd, 'pkcs11-tool', ['-O']);
+    assertSuccess(objects);
+    assert.match(objects.stdout, /Retired Certificate for Key Management 1[\s\S]*subject:\s+DN: CN=piv-retired/);
+
+    const peerKey = path('peer384.key');
+    const peerPublic = path('peer384.der');
+    assertSuccess(openssl(['ecparam', '-name', 'secp384r1', '-genkey', '-noout', '-out', peerKey]));
+    assertSuccess(openssl(['ec', '-in', peerKey, '-pubout', '-outform', 'DER', '-out', peerPublic]));
+    const cardSecret = path('secret384.card');
+    assertSuccess(runTool(pcscd, 'pkcs11-tool', ['--login', '--pin', PIN, '--derive', '-m', 'ECDH1-DERIVE', '--id', '05', '-i', peerPublic, '-o', cardSecret]));
+    const hostSecret = path('secret384.host');
+    const peerPem = path('peer384.pub');
+    assertSuccess(openssl(['ec', '-in', peerKey, '-pubout', '-out', peerPem]));
+    assertSuccess(openssl(['pkeyutl', '-derive', '-inkey', key, '-peerkey', peerPem, '-out', hostSecret]));
+    assert.equal(readFileSync(cardSecret).length, 48);
+    assert.deepEqual(readFileSync(cardSecret), readFileSync(hostSecret));
+  });
+
   test('wrong PINs count down and block', () => {
     const first = yubico(['-a', 'verify-pin', '-P', '000000']);
     assert.notEqual(first.status, 0);
