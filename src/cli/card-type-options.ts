@@ -95,7 +95,11 @@ async function openPivStateCard(path: string, options: CardTypeOptions): Promise
   return {
     card,
     kind: 'PIV',
-    summary: { stateFile: path, slots: [...state.keys.keys()].map((reference) => reference.toString(16)) },
+    summary: {
+      stateFile: path,
+      slots: [...state.keys.keys()].map((reference) => reference.toString(16)),
+      pinRetries: state.pin.maxRetries,
+    },
     close: () => Promise.resolve(),
   };
 }
@@ -119,7 +123,10 @@ export async function openCard(
     const summary = { keys: store.description, certificates: store.slots.map((slot) => slot.label) };
     if ((cardType ?? options.card) === 'piv') {
       log.info('PIV card with key store keys: the PIN is the key store PIN and card changes end with the process');
-      return { card: createPivCard({ store }), kind: 'PIV', summary, store, close: () => store.close() };
+      const state = createDefaultCardState();
+      state.pin.maxRetries = options.pinRetries;
+      state.pin.triesLeft = options.pinRetries;
+      return { card: createPivCard({ store, state }), kind: 'PIV', summary, store, close: () => store.close() };
     }
     return { card: createCac(store), kind: 'CAC', summary, store, close: () => store.close() };
   } catch (error) {

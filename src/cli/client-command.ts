@@ -91,9 +91,9 @@ export async function runClient(host: string, port: number, options: ClientComma
     const reader = new EmulatedReader(readerName, card);
     log.info(
       {
+        pinRetries: options.pinRetries,
         ...opened.summary,
         reader: readerName,
-        pinRetries: options.pinRetries,
         ...(opened.kind === 'CAC' ? { certificateCompression: options.certCompression } : {}),
       },
       `${opened.kind} card ready`,

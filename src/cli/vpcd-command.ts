@@ -58,8 +58,8 @@ export async function runVpcd(options: VpcdCommandOptions): Promise<void> {
     const reader = new EmulatedReader(READER_NAME, opened.card);
     log.info(
       {
-        ...opened.summary,
         pinRetries: options.pinRetries,
+        ...opened.summary,
         ...(opened.kind === 'CAC' ? { certificateCompression: options.certCompression } : {}),
       },
       `${opened.kind} card ready`,
