@@ -6,7 +6,7 @@ export interface BenchRow {
   virtcard: number | undefined;
   /** The reference's median; undefined when not measured. */
   reference: number | undefined;
-  /** Median of the per-round ratios virtcard / reference (for times: reference / virtcard is not used, see `target`). */
+  /** Median of the per-round ratios virtcard / reference; for times a lower ratio is better (see `target`). */
   ratio: number | undefined;
   /** Target as written on the page, e.g. "≥ 1.0×". */
   target: string;
@@ -23,6 +23,12 @@ function formatNumber(value: number | undefined): string {
   if (value >= 100) return Math.round(value).toLocaleString('en-US');
   if (value >= 10) return value.toFixed(1);
   return value.toFixed(3);
+}
+
+/** Formats a ratio with two decimals, or two significant digits below 0.1 so that a small ratio does not read as 0.00×. */
+function formatRatio(ratio: number | undefined): string {
+  if (ratio === undefined || Number.isNaN(ratio)) return '–';
+  return ratio >= 0.1 ? `${ratio.toFixed(2)}×` : `${ratio.toPrecision(2)}×`;
 }
 
 function verdict(row: BenchRow): string {
@@ -50,7 +56,7 @@ export function buildReport(
       row.name,
       formatNumber(row.virtcard),
       formatNumber(row.reference),
-      row.ratio === undefined ? '–' : `${row.ratio.toFixed(2)}×`,
+      formatRatio(row.ratio),
       row.target,
       verdict(row),
       `\`${row.command}\``,
