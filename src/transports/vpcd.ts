@@ -338,6 +338,11 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
   private send(socket: Socket, payload: Uint8Array): void {
     if (socket !== this.socket || socket.destroyed) return;
     socket.write(encodeVpcdFrame(payload));
+
+    // Linux leaves quick-ACK mode after it sends data, and vpcd writes the
+    // next command's length prefix and payload separately with Nagle on, so
+    // re-arm here too or that command waits for a delayed ACK (about 40 ms).
+    if (this.tcpQuickAck) armTcpQuickAck(socket);
   }
 }
 
