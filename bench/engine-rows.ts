@@ -31,7 +31,7 @@ export async function runEngineRows(context: BenchContext): Promise<BenchRow[]> 
       ratio,
       target: '≥ 1.0×',
       met: ratio >= 1.0,
-      command: `node dist/bench/engine-loop.js DB ${context.seconds} ${loop}  vs  libcacard-driver engine DB ${context.seconds} ${loop}`,
+      command: `node dist/bench-bundle/engine-loop.js DB ${context.seconds} ${loop}  vs  libcacard-driver engine DB ${context.seconds} ${loop}`,
     });
   }
   return rows;

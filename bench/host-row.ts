@@ -37,7 +37,7 @@ export async function runHostRows(context: BenchContext): Promise<BenchRow[]> {
       ratio: undefined,
       target: '–',
       met: undefined,
-      command: `node --expose-gc dist/bench/host-load.js ${clients} ${context.seconds}`,
+      command: `node --expose-gc dist/bench-bundle/host-load.js ${clients} ${context.seconds}`,
       note: `p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, ${Math.round(rss)} KiB RSS per idle card`,
     });
   }

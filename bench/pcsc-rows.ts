@@ -238,7 +238,7 @@ export async function runPcscRows(context: BenchContext): Promise<BenchRow[]> {
         'libcacard',
         10,
         true,
-        `node dist/bench/pkcs11-sign-loop.js ${context.seconds * 2}`,
+        `node dist/bench-bundle/pkcs11-sign-loop.js ${context.seconds * 2}`,
       ),
       {
         ...ratioRow(
@@ -248,7 +248,7 @@ export async function runPcscRows(context: BenchContext): Promise<BenchRow[]> {
           'libcacard',
           1,
           true,
-          `node dist/bench/pkcs11-sign-loop.js ${context.seconds * 2}`,
+          `node dist/bench-bundle/pkcs11-sign-loop.js ${context.seconds * 2}`,
         ),
         target: 'informative',
         met: undefined,
