@@ -248,7 +248,8 @@ export function appendCertificateNames(emulatorArgs: string | undefined, nicknam
 export const EMULATOR_OPTIONS_HELP = `Emulator options (-e), libcacard syntax, separated by blanks or commas:
   db="DIR"          NSS database, e.g. db="sql:/home/me/nssdb" (default ${DEFAULT_NSS_DATABASE})
   use_hw=yes|no|removable
-                    present hardware tokens too (default yes); only no is supported yet
+                    relay the host's PC/SC cards when no soft= card is given
+                    (default yes; yes and removable both relay, as --pcsc does)
   hw_type=CAC       card type for hardware tokens
   hw_params=P       card parameters for hardware tokens
   soft=(TOKEN,READER,CAC,PARAMS,CERT1,CERT2,...)
