@@ -6,12 +6,26 @@
  *
  * VSCard has no authentication: anyone who reaches the port can offer a
  * card. The server listens on 127.0.0.1 unless the caller sets another host.
+ *
+ * A client that sends requests faster than it reads the replies is
+ * back-pressured. Once more than MAX_QUEUED_REPLY_BYTES of replies wait in
+ * its socket, the server stops reading from that client until the replies
+ * drain. TCP then slows the sender, and the server's memory stays bounded.
+ * Other connections are read as before.
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { logger, type Logger } from '../log/logger.js';
 import type { RemoteCardReader } from './server-reader.js';
 import { VscServerSession } from './server-session.js';
+
+/**
+ * Reply bytes queued for one client above which the server stops reading
+ * from it. Node reads at most 64 KiB at a time, and a 12-byte request gets
+ * a 16-byte VSC_Error at most, so one read adds at most about 86 KiB of
+ * replies and a connection keeps about 150 KiB of replies at most.
+ */
+export const MAX_QUEUED_REPLY_BYTES = 64 * 1024;
 
 export interface VscServerOptions {
   /** Address to listen on; default 127.0.0.1. */
@@ -49,6 +63,13 @@ export class VscServer extends EventEmitter<VscServerEvents> {
   /** Number of connected clients. */
   get connectionCount(): number {
     return this.sockets.size;
+  }
+
+  /** Bytes written to clients and still queued in the server's sockets, over all connections. */
+  get queuedReplyBytes(): number {
+    let total = 0;
+    for (const socket of this.sockets) total += socket.writableLength;
+    return total;
   }
 
   /** Starts listening and returns the bound address. */
@@ -94,7 +115,18 @@ export class VscServer extends EventEmitter<VscServerEvents> {
         return accepted;
       },
     });
-    socket.on('data', (chunk: Buffer) => session.receive(chunk));
+    let pauses = 0;
+    socket.on('data', (chunk: Buffer) => {
+      session.receive(chunk);
+      if (socket.writableLength <= MAX_QUEUED_REPLY_BYTES || socket.isPaused() || socket.destroyed) return;
+      // The client does not read its replies: stop reading its requests until the replies drain.
+      socket.pause();
+      pauses++;
+      if (pauses === 1 || pauses % 1000 === 0) {
+        log.warn({ queuedBytes: socket.writableLength, pauses }, 'VSCard client does not read its replies; reading paused until they drain');
+      }
+      socket.once('drain', () => socket.resume());
+    });
     socket.on('error', (error) => log.warn({ err: error.message }, 'VSCard client connection failed'));
     socket.on('close', () => {
       session.end();

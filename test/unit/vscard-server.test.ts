@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { VscServer } from '../../src/vscard/server.js';
+import { MAX_QUEUED_REPLY_BYTES, VscServer } from '../../src/vscard/server.js';
 import { checkPassthruAtr } from '../../src/vscard/server-atr.js';
 import type { RemoteCardReader } from '../../src/vscard/server-reader.js';
 import { VscDecoder } from '../../src/vscard/decoder.js';
@@ -297,6 +297,92 @@ test('server serves many clients at once', async () => {
     answers.forEach((answer, index) => assert.deepEqual([...answer], [index, 0x90, 0x00]));
   } finally {
     for (const client of clients) client.close();
+    await server.close();
+  }
+});
+
+/** Connects a client, adds a reader named `name` and inserts the CAC card. */
+async function openCardClient(port: number, name: string): Promise<FakeClient> {
+  const client = await FakeClient.open(port);
+  await client.handshake();
+  client.send({ type: VscMessageType.ReaderAdd, readerId: 0, name });
+  assert.deepEqual(await client.next(), { type: VscMessageType.Error, readerId: 0, code: 0 });
+  client.send({ type: VscMessageType.Atr, readerId: 0, atr: CAC_ATR });
+  assert.deepEqual(await client.next(), { type: VscMessageType.Error, readerId: 0, code: 0 });
+  return client;
+}
+
+test('flood and dropped client spare others', async () => {
+  const { server, port, readers } = await startServer();
+  const good = await openCardClient(port, 'good');
+  const dropper = await openCardClient(port, 'dropper');
+  const flooder = await openCardClient(port, 'flooder');
+  const [goodReader, dropperReader] = readers;
+  assert.ok(goodReader !== undefined, 'the good client has a reader');
+  assert.ok(dropperReader !== undefined, 'the dropping client has a reader');
+  let sampler: NodeJS.Timeout | undefined;
+  try {
+    // The good client answers each command with its last two bytes and 90 00, so a misrouted answer shows.
+    // Like virtcard client, answer without Nagle's delay, so the time bound measures the server.
+    good.socket.setNoDelay(true);
+    let goodAnswered = 0;
+    const answerLoop = (async (): Promise<void> => {
+      for (;;) {
+        const message = await good.next().catch(() => undefined);
+        if (message === undefined || message.type !== VscMessageType.Apdu) return;
+        good.send({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(...message.apdu.subarray(-2), 0x90, 0x00) });
+        goodAnswered++;
+      }
+    })();
+
+    // The flooder stops reading and writes 8 MiB of VSC_Init requests, each of which gets a reply,
+    // followed by 100 000 response APDUs that no command asked for.
+    flooder.socket.pause();
+    const init = encodeMessage({ type: VscMessageType.Init, readerId: 0, version: VSCARD_VERSION, capabilities: [] });
+    const strayApdu = encodeMessage({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(0x90, 0x00) });
+    const initCount = Math.ceil((8 * 1024 * 1024) / init.length);
+    flooder.socket.write(Buffer.concat(Array.from({ length: initCount }, () => init)));
+    flooder.socket.write(Buffer.concat(Array.from({ length: 100_000 }, () => strayApdu)));
+    let maxQueued = 0;
+    sampler = setInterval(() => (maxQueued = Math.max(maxQueued, server.queuedReplyBytes)), 5);
+
+    // The dropper disconnects while its command is outstanding.
+    const dropped = dropperReader.transmit(Uint8Array.of(0x00, 0xb0, 0x00, 0x00));
+    const droppedCommand = await dropper.next();
+    assert.equal(droppedCommand.type, VscMessageType.Apdu);
+    dropper.close();
+    await assert.rejects(dropped, NoCardError, 'the outstanding command of the disconnected client fails');
+
+    // 500 commands from the good reader, four at a time, each with its own answer.
+    const started = Date.now();
+    for (let batch = 0; batch < 125; batch++) {
+      const numbers = [0, 1, 2, 3].map((offset) => batch * 4 + offset);
+      const answers = await Promise.all(numbers.map((n) => goodReader.transmit(Uint8Array.of(0x00, 0xb0, n >> 8, n & 0xff))));
+      answers.forEach((answer, index) => {
+        const n = numbers[index]!;
+        assert.deepEqual([...answer], [n >> 8, n & 0xff, 0x90, 0x00], `answer to command ${n}`);
+      });
+    }
+    const elapsedMs = Date.now() - started;
+    assert.ok(elapsedMs < 5000, `500 commands took ${elapsedMs} ms during the flood; expected under 5000 ms`);
+    assert.equal(goodAnswered, 500);
+
+    // The flooder is back-pressured: the server stopped reading it before its 8 MiB were consumed.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.ok(flooder.socket.writableLength > 0, 'the flooder wrote everything, so the server kept reading it');
+    assert.ok(
+      maxQueued < 4 * MAX_QUEUED_REPLY_BYTES,
+      `the server queued up to ${maxQueued} reply bytes; expected under ${4 * MAX_QUEUED_REPLY_BYTES}`,
+    );
+    assert.equal(server.connectionCount, 2, 'the good client and the flooder stay connected');
+
+    good.close();
+    await answerLoop;
+  } finally {
+    clearInterval(sampler);
+    good.close();
+    dropper.close();
+    flooder.close();
     await server.close();
   }
 });
