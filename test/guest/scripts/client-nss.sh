@@ -5,15 +5,7 @@
 . "$VIRTCARD_FILES/common.sh"
 PIN=${PIN:-12345678}
 
-run opensc-tool-l opensc-tool -l
-run opensc-tool-a opensc-tool -a
-run opensc-tool-n opensc-tool -n
-run pkcs11-tool-L pkcs11-tool --module "$OSC" -L
-run pkcs11-tool-O pkcs11-tool --module "$OSC" -O
-run pkcs15-tool-D pkcs15-tool -D
-read_and_sign_all
-run pkcs11-tool-login-O pkcs11-tool --module "$OSC" --login --pin "$PIN" -O
-run pkcs11-tool-wrong-pin pkcs11-tool --module "$OSC" --login --pin 00000000 -O --type privkey
+opensc_checks
 
 tell_host remove-card
 wait_card_state No

@@ -50,3 +50,17 @@ read_and_sign_all() {
         run "sign$n" sh -c "pkcs11-tool --module $OSC --login --pin $PIN --sign --mechanism RSA-PKCS --id $id --input-file /tmp/data --output-file /tmp/sig$n && echo 'signature (base64):' && base64 -w 64 /tmp/sig$n"
     done
 }
+
+# The OpenSC checks that the reference transcripts of ccid-card-emulated
+# also contain, then a login with a wrong PIN.
+opensc_checks() {
+    run opensc-tool-l opensc-tool -l
+    run opensc-tool-a opensc-tool -a
+    run opensc-tool-n opensc-tool -n
+    run pkcs11-tool-L pkcs11-tool --module "$OSC" -L
+    run pkcs11-tool-O pkcs11-tool --module "$OSC" -O
+    run pkcs15-tool-D pkcs15-tool -D
+    read_and_sign_all
+    run pkcs11-tool-login-O pkcs11-tool --module "$OSC" --login --pin "$PIN" -O
+    run pkcs11-tool-wrong-pin pkcs11-tool --module "$OSC" --login --pin 00000000 -O --type privkey
+}
