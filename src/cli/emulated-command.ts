@@ -2,8 +2,13 @@
  * `virtcard emulated`: the equivalent of QEMU's ccid-card-emulated. It
  * builds a CAC card from the identity options, puts it into a CCID reader
  * and exports it with --usbredir and/or --vpcd until SIGINT or SIGTERM.
+ * The commands `remove` and `insert` on stdin take the card out of the
+ * reader and put it back.
  */
+import readline from 'node:readline';
+import type { Readable } from 'node:stream';
 import { Command } from 'commander';
+import type { EmulatedReader } from '../card/emulated-reader.js';
 import { createCacReader } from '../cac/index.js';
 import { logger, setLogLevel } from '../log/logger.js';
 import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
@@ -13,6 +18,10 @@ import { addIdentityOptions, openIdentity, type IdentityOptions } from './identi
 const log = logger.child({ component: 'cli' });
 
 const READER_NAME = 'virtcard CAC';
+
+const STDIN_HELP = `Commands on stdin (one per line):
+  remove   take the card out of the reader; the guest sees an empty slot
+  insert   put the card back (it restarts in its power-on state, PIN not verified)`;
 
 interface EmulatedCommandOptions extends IdentityOptions, ExportOptions, CacCardFormatOptions {
   verbose?: boolean;
@@ -31,6 +40,37 @@ export function waitForStopSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+/**
+ * Reads `remove` and `insert` lines from `input` and applies them to
+ * `reader`, writing the outcome to `write`. The end of input leaves the card
+ * as it is, so stdin may be closed or /dev/null.
+ */
+export function startCardConsole(input: Readable, reader: EmulatedReader, write: (text: string) => void): readline.Interface {
+  const card = reader.insertedCard;
+  const lines = readline.createInterface({ input, terminal: false });
+  lines.on('line', (line) => {
+    const command = line.trim();
+    if (command === '') return;
+    if (command === 'remove') {
+      const present = reader.insertedCard !== undefined;
+      reader.remove();
+      write(present ? `remove ${reader.name}: card removed\n` : `remove ${reader.name}: no card to remove\n`);
+    } else if (command === 'insert') {
+      if (reader.insertedCard !== undefined || card === undefined) {
+        write(`insert ${reader.name}: a card is already present\n`);
+        return;
+      }
+      reader.insert(card);
+      write(`insert ${reader.name}: card inserted\n`);
+    } else if (command === 'help') {
+      write(`${STDIN_HELP}\n`);
+    } else {
+      write(`unknown command "${command}"\n${STDIN_HELP}\n`);
+    }
+  });
+  return lines;
+}
+
 /** Opens the identity, builds the CAC card and exports it until a stop signal arrives. */
 export async function runEmulated(options: EmulatedCommandOptions): Promise<void> {
   if (options.verbose) setLogLevel('debug');
@@ -47,10 +87,14 @@ export async function runEmulated(options: EmulatedCommandOptions): Promise<void
       'CAC card ready',
     );
     const exports = await startExports(reader, options);
+    const cardConsole = startCardConsole(process.stdin, reader, (text) => process.stdout.write(text));
     const signal = await stopSignal;
     log.info({ signal }, 'stopping');
+    cardConsole.close();
     await exports.stop();
   } finally {
+    // Reading stdin keeps the event loop alive; release it so the process can exit.
+    process.stdin.destroy();
     await store.close();
   }
 }
@@ -59,7 +103,8 @@ export async function runEmulated(options: EmulatedCommandOptions): Promise<void
 export function emulatedCommand(): Command {
   const command = new Command('emulated')
     .description('serve a virtual CAC card in a CCID reader to QEMU (usbredir) or pcscd (vpcd) until SIGINT or SIGTERM')
-    .option('-v, --verbose', 'log every USB and CCID step');
+    .option('-v, --verbose', 'log every USB and CCID step')
+    .addHelpText('after', `\n${STDIN_HELP}`);
   addExportOptions(command);
   addIdentityOptions(command);
   addCacCardFormatOptions(command);
