@@ -3,7 +3,8 @@
  * listens on a loopback port of the host, QEMU user networking with
  * `restrict=on` forwards the guest's connection to 10.0.2.100:3240 there
  * (guestfwd), and the Debian test guest attaches the device with vhci-hcd,
- * then uses it through pcscd, libccid and OpenSC.
+ * then uses it through pcscd, libccid and OpenSC. The guest logs in and
+ * signs, and the host verifies the signature with the card's certificate.
  *
  * The guest image has no vhci-hcd, network driver or usbip tool, so
  * test/usbip/prepare-guest.sh adds the guest kernel's modules and a static
@@ -12,6 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { X509Certificate, verify } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -29,6 +31,7 @@ const guestCache =
 const usbipFiles = path.join(guestCache, 'usbip');
 const virtcardMain = path.join(repositoryRoot, 'dist', 'src', 'cli', 'main.js');
 const CAC_ATR_TEXT = '3b:7a:18:00:00:73:66:74:65:20:63:64:31:34:34';
+const SIGNED_DATA = Buffer.from('virtcard test data\n');
 
 function unavailableReason(): string | undefined {
   if (spawnSync('sh', ['-c', 'command -v qemu-system-x86_64']).status !== 0) return 'qemu-system-x86_64 is not installed';
@@ -72,7 +75,25 @@ echo "##### pkcs11-tool -O"
 pkcs11-tool -O
 printf 'virtcard test data\\n' > /tmp/data
 pkcs11-tool --login --pin 12345678 --sign --mechanism SHA256-RSA-PKCS --id 0001 --input-file /tmp/data --output-file /tmp/sig && echo SIGN-OK
+echo "##### signature (base64)"
+base64 -w 64 /tmp/sig
+pkcs11-tool --read-object --type cert --id 0001 --output-file /tmp/cert.der
+echo "##### certificate (base64)"
+base64 -w 64 /tmp/cert.der
 `;
+
+/** Returns the base64 block that follows the line `heading` in the guest output. */
+function base64After(output: string, heading: string): Buffer {
+  const lines = output.split('\n');
+  const start = lines.indexOf(heading);
+  assert.ok(start >= 0, `no line "${heading}" in the guest output:\n${output}`);
+  const block: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(line)) break;
+    block.push(line);
+  }
+  return Buffer.from(block.join(''), 'base64');
+}
 
 test('emulated card over USB/IP in a guest', { skip, timeout: 200_000 }, async () => {
   const work = mkdtempSync(path.join(tmpdir(), 'virtcard-usbip-'));
@@ -125,6 +146,11 @@ test('emulated card over USB/IP in a guest', { skip, timeout: 200_000 }, async (
     assert.match(stdout, /token label\s+: John Doe/, context);
     assert.equal((stdout.match(/^Certificate Object/gm) ?? []).length, 3, context);
     assert.match(stdout, /^SIGN-OK$/m, context);
+    const certificate = new X509Certificate(base64After(stdout, '##### certificate (base64)'));
+    assert.match(certificate.subject, /CN=John Doe/);
+    const signature = base64After(stdout, '##### signature (base64)');
+    assert.equal(signature.length, 256, `a 2048-bit RSA signature has 256 bytes${context}`);
+    assert.ok(verify('sha256', SIGNED_DATA, certificate.publicKey, signature), `the signature does not verify with ${certificate.subject}`);
     assert.match(log, /USB\/IP device imported/);
   } finally {
     if (virtcard.exitCode === null) {
