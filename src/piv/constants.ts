@@ -12,13 +12,15 @@ export const PIV_AID = Uint8Array.of(0xa0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0
 export const PIV_RID_LENGTH = 5;
 
 /**
- * ATR of the virtual PIV card: T=1 only, with "virtcard PIV" as historical
- * bytes after the category indicator 80, so tools can tell it from the CAC
- * card.
+ * ATR of the virtual PIV card, with "virtcard PIV" as historical bytes after
+ * the category indicator 80, so tools can tell it from the CAC card. It
+ * offers T=0 first (the default protocol) and T=1. QEMU 7.2's usb-ccid
+ * reader announces T=0 only, and with a T=1-only card in it SCardConnect in
+ * the guest (pcscd 1.9.9, libccid 1.5.2) fails with SCARD_W_UNRESPONSIVE_CARD.
  */
 export const PIV_ATR = buildAtr({
   ts: 0x3b,
-  groups: [{ protocol: 1 }, { protocol: 1 }],
+  groups: [{ protocol: 0 }, { protocol: 1 }],
   historical: Uint8Array.of(0x80, ...new TextEncoder().encode('virtcardPIV')),
 });
 
