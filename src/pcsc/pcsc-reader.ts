@@ -170,6 +170,17 @@ export class PcscReader extends EventEmitter<ReaderEvents> implements Reader {
         if (this.connection === undefined) return SW_NO_PRECISE_DIAGNOSIS;
         await this.beginTransaction();
         const response = await this.transmitRetryingAfterReset(command);
+        if (response.length < 2) {
+          // vpcd 3.3 (Debian 12's vsmartcard-vpcd) reports success with an empty response
+          // when its card closes the connection in an orderly way during the APDU. Relayed
+          // as is, the guest's OpenSC fails with "Unknown data received from card".
+          this.log.warn(
+            { operation: 'transmit', responseLength: response.length, response: '6f00' },
+            'the card returned no status word; it may have been removed',
+          );
+          this.scheduleIdleEnd(SW_NO_PRECISE_DIAGNOSIS);
+          return SW_NO_PRECISE_DIAGNOSIS;
+        }
         this.scheduleIdleEnd(response);
         return response;
       } catch (error) {
