@@ -4,6 +4,10 @@
  * and the Debian test guest (test/guest) lists and signs with it through
  * its own pcscd, libccid and OpenSC. The host card is virtcard's CAC card
  * served through vpcd, so the relay uses only PC/SC, as with a physical card.
+ *
+ * A second boot gives the guest two readers, one per vpcd reader of the
+ * host, and checks that stopping, restarting and killing the host card show
+ * up in the guest as card removal and insertion.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +17,7 @@ import { once } from 'node:events';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { findFreePortPair, privatePcscdUnavailableReason, startPrivatePcscd, type PrivatePcscd } from '../support/private-pcscd.js';
 import {
   REPO_ROOT,
@@ -86,6 +91,8 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
   let work: string;
   let pcscd: PrivatePcscd;
   let virtcard: VirtcardProcess;
+  /** `virtcard vpcd` arguments of the host card (an NSS-backed CAC card). */
+  let cardArgs: string[];
 
   before(async () => {
     if (unavailable !== undefined) throw new Error(unavailable);
@@ -94,13 +101,10 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
     cpSync(FIXTURE_DB, database, { recursive: true });
     const pinFile = join(work, 'pin');
     writeFileSync(pinFile, '12345678\n', { mode: 0o600 });
+    cardArgs = ['--nss-db', `sql:${database}`, '--cert', 'id-cert', '--cert', 'signing-cert', '--cert', 'encryption-cert', '--pin-file', pinFile];
 
     pcscd = await startPrivatePcscd();
-    virtcard = startVirtcardVpcd(
-      pcscd,
-      ['--nss-db', `sql:${database}`, '--cert', 'id-cert', '--cert', 'signing-cert', '--cert', 'encryption-cert', '--pin-file', pinFile],
-      join(work, 'virtcard-vpcd.log'),
-    );
+    virtcard = startVirtcardVpcd(pcscd, cardArgs, join(work, 'virtcard-vpcd.log'));
     await waitForCard(pcscd, virtcard);
   });
 
@@ -186,5 +190,157 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
       const recovered = publicDecrypt({ key, padding: constants.RSA_PKCS1_PADDING }, signature);
       assert.deepEqual(recovered, SIGNED_DATA, `signature ${index} verifies with certificate ${index}`);
     }
+  });
+
+  test('host card stop, restart and unplug', async (t) => {
+    // The guest gets one reader per host vpcd reader, because the relay connects reader n to port + n.
+    const port = await findFreePortPair();
+    const client = spawn(
+      process.execPath,
+      [VIRTCARD_MAIN, 'client', '-d', '1', '--pcsc', 'Virtual PCD 00 00', 'Virtual PCD 00 01', '--', '127.0.0.1', String(port)],
+      { env: { ...pcscd.env, VIRTCARD_LOG_FORMAT: 'text' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let clientLog = '';
+    client.stdout.setEncoding('utf8').on('data', (text: string) => (clientLog += text));
+    client.stderr.setEncoding('utf8').on('data', (text: string) => (clientLog += text));
+    const clientExit = once(client, 'exit');
+
+    const consoleFile = join(work, 'replug.console');
+    writeFileSync(consoleFile, '');
+    const readerArgs = [0, 1].flatMap((index) => [
+      '-device',
+      `usb-ccid,id=reader${index}`,
+      '-device',
+      `ccid-card-passthru,bus=reader${index}.0,chardev=card${index}`,
+      '-chardev',
+      `socket,id=card${index},host=127.0.0.1,port=${port + index},server=on,wait=off`,
+    ]);
+    const started = Date.now();
+    const guest = spawn(
+      join(GUEST_HARNESS, 'run.sh'),
+      ['--timeout', '240', '--console', consoleFile, '--put', join(GUEST_HARNESS, 'scripts', 'common.sh'), join(GUEST_HARNESS, 'scripts', 'pcsc-replug.sh'), '--', ...readerArgs],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VIRTCARD_GUEST_DIR: GUEST_CACHE } },
+    );
+    let guestOut = '';
+    let guestErr = '';
+    guest.stdout.setEncoding('utf8').on('data', (text: string) => (guestOut += text));
+    guest.stderr.setEncoding('utf8').on('data', (text: string) => (guestErr += text));
+
+    let secondCard: VirtcardProcess | undefined;
+    let virtcardStarts = 0;
+    const startHostCard = (): void => {
+      virtcardStarts += 1;
+      virtcard = startVirtcardVpcd(pcscd, cardArgs, join(work, `virtcard-vpcd-replug-${virtcardStarts}.log`));
+    };
+    const timings: string[] = [];
+    const note = (event: string): void => {
+      timings.push(`${((Date.now() - started) / 1000).toFixed(1)} s ${event}`);
+    };
+    let unplug: { loopApdusBeforeStop: number; clientRunning: boolean } | undefined;
+
+    // Each marker that the guest writes to its console requests one host action, in this order.
+    const actions: Array<[marker: string, action: () => Promise<void> | void]> = [
+      ['stop-card', async () => void (await virtcard.stop())],
+      ['start-card', startHostCard],
+      [
+        'second-card',
+        () => {
+          secondCard = startVirtcardVpcd({ ...pcscd, vpcdPort: pcscd.vpcdPort + 1 }, cardArgs, join(work, 'virtcard-vpcd-second.log'));
+        },
+      ],
+      [
+        'unplug-mid-apdu',
+        async () => {
+          // Once the guest's APDU loop runs, SIGSTOP freezes the card so that one APDU stays
+          // in flight. SIGKILL then closes the card's vpcd connection during that APDU.
+          const loopApdus = (): number => clientLog.split('F0 76 69 72 74').length - 1;
+          const deadline = Date.now() + 30_000;
+          while (loopApdus() < 5 && Date.now() < deadline) await sleep(50);
+          const loopApdusBeforeStop = loopApdus();
+          virtcard.child.kill('SIGSTOP');
+          await sleep(1000);
+          virtcard.child.kill('SIGKILL');
+          await virtcard.stop();
+          await sleep(2000);
+          unplug = { loopApdusBeforeStop, clientRunning: client.exitCode === null && client.signalCode === null };
+        },
+      ],
+      ['start-card-again', startHostCard],
+    ];
+    let nextAction = 0;
+    let busy = false;
+    let actionError: unknown;
+    const poll = setInterval(() => {
+      const entry = actions[nextAction];
+      if (busy || entry === undefined) return;
+      const [marker, action] = entry;
+      if (!readFileSync(consoleFile, 'utf8').includes(`VIRTCARD-TEST ${marker}`)) return;
+      busy = true;
+      note(`guest asked: ${marker}`);
+      Promise.resolve()
+        .then(action)
+        .then(() => note(`host done: ${marker}`))
+        .catch((error: unknown) => (actionError ??= error))
+        .finally(() => {
+          nextAction += 1;
+          busy = false;
+        });
+    }, 200);
+
+    let code: number | null;
+    try {
+      [code] = (await once(guest, 'exit')) as [number | null];
+    } finally {
+      clearInterval(poll);
+      client.kill('SIGTERM');
+      await clientExit;
+      await secondCard?.stop().catch(() => undefined);
+    }
+    note('guest finished');
+    t.diagnostic(`timings: ${timings.join('; ')}`);
+    const sections = parseSections(guestOut);
+    const waits = [...sections].filter(([name]) => name.startsWith('wait-')).map(([name, section]) => `${name}: ${section.text.trim()}`);
+    t.diagnostic(`guest waits: ${waits.join('; ')}`);
+
+    const context = `\n--- guest stdout:\n${guestOut.slice(-12_000)}\n--- guest stderr:\n${guestErr.slice(-4000)}\n--- client:\n${clientLog.slice(-8000)}`;
+    assert.equal(actionError, undefined, `a host action failed: ${String(actionError)}${context}`);
+    assert.equal(code, 0, `guest run failed${context}`);
+    const section = (name: string): { text: string; status: number } => {
+      const found = sections.get(name);
+      assert.ok(found !== undefined, `guest section ${name} is missing${context}`);
+      return found;
+    };
+    const assertReached = (name: string, what: string): void => {
+      assert.equal(section(name).status, 0, `guest never saw ${what}: ${section(name).text}${context}`);
+    };
+
+    // Stopping the host card empties the guest reader, and restarting it brings the card back.
+    assertReached('wait-first-card', 'the host card');
+    assertReached('wait-second-reader', 'an empty second reader');
+    assert.match(section('readers-start').text, /^0\s+Yes\s/m, `reader 0 has the card at start${context}`);
+    assert.match(section('readers-start').text, /^1\s+No\s/m, `reader 1 is empty at start${context}`);
+    assertReached('wait-removed', 'reader 0 empty after the host card stopped');
+    assert.match(section('readers-stopped').text, /^0\s+No\s/m, `reader 0 is empty while the host card is stopped${context}`);
+    assertReached('wait-reinserted', 'the card again after the host card restarted');
+    assert.match(section('pkcs11-tool-L-restarted').text, /token label/i, `guest lists the restarted card's token${context}`);
+
+    // A card in the host's second vpcd reader shows up in the guest's second reader.
+    assertReached('wait-second-card', 'a card in reader 1');
+    assert.match(section('opensc-tool-a-second').text, /3b:7a:18:00:00:73:66:74:65:20:63:64:31:34:34/i, `reader 1 has the second card's ATR${context}`);
+    const tokens = section('pkcs11-tool-L-both').text.match(/token label/gi) ?? [];
+    assert.equal(tokens.length, 2, `guest lists both tokens${context}`);
+
+    // Killing the card during an APDU fails that APDU in the guest, and the client keeps relaying.
+    assert.ok(unplug !== undefined, `the guest never asked the host to unplug the card${context}`);
+    assert.ok(unplug.loopApdusBeforeStop >= 5, `the guest's APDU loop did not reach the host before the unplug${context}`);
+    assert.ok(unplug.clientRunning, `the client exited after the card was killed${context}`);
+    const loop = section('apdu-loop');
+    assert.notEqual(loop.status, 0, `the guest's APDU loop ended without an error${context}`);
+    assert.match(loop.text, /SW1=0x6A, SW2=0x82/, `the loop APDUs reached the card before the unplug${context}`);
+    assert.match(loop.text, /SW1=0x6F, SW2=0x00/, `the APDU in flight during the unplug returned 6F 00${context}`);
+    assertReached('wait-unplugged', 'reader 0 empty after the host card was killed');
+    assert.match(section('opensc-tool-a-second-after-unplug').text, /3b:7a:18/i, `reader 1 still works after reader 0's card was killed${context}`);
+    assertReached('wait-back', 'the card again after the host card was restarted once more');
+    assert.match(section('pkcs11-tool-L-back').text, /token label/i, `guest lists the card again after the unplug${context}`);
   });
 });
