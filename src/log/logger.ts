@@ -31,9 +31,22 @@ function formatText(record: Record<string, unknown>): string {
   return `${clock} ${levelName.toUpperCase().padEnd(5)} ${prefix}${typeof msg === 'string' ? msg : ''}${fields ? ' ' + fields : ''}\n`;
 }
 
+/**
+ * Every child logger made so far. Modules make their children when they are
+ * imported, before the command line is parsed, and a pino child keeps the
+ * level it was created with, so `setLogLevel` must reach each one.
+ */
+const children = new Set<WeakRef<Logger>>();
+
 function createRootLogger(): Logger {
   const level = process.env['VIRTCARD_LOG_LEVEL'] ?? 'info';
-  const options = { level, redact: { paths: REDACTED_FIELDS, censor: '[redacted]' } };
+  const options = {
+    level,
+    redact: { paths: REDACTED_FIELDS, censor: '[redacted]' },
+    onChild: (child: Logger): void => {
+      children.add(new WeakRef(child));
+    },
+  };
 
   if (!wantsText()) return pino(options, pino.destination({ fd: 2, sync: true }));
 
@@ -48,7 +61,13 @@ function createRootLogger(): Logger {
 /** The root logger; use `logger.child({ component: 'vpcd' })` per module. */
 export const logger: Logger = createRootLogger();
 
-/** Sets the level of the root logger and every child made from it afterwards. */
+/** Sets the level of the root logger and of every child logger, made before or after. */
 export function setLogLevel(level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent'): void {
   logger.level = level;
+
+  for (const reference of children) {
+    const child = reference.deref();
+    if (child === undefined) children.delete(reference);
+    else child.level = level;
+  }
 }
