@@ -11,6 +11,7 @@ import { EmulatedReader } from '../card/emulated-reader.js';
 import { DEFAULT_PIN_RETRIES, PinState } from '../card/pin.js';
 import { VirtualCard } from '../card/virtual-card.js';
 import { AcaApplet } from './aca-applet.js';
+import { warmUpCacCard } from './cac-warm-up.js';
 import { createCccApplet } from './ccc-applet.js';
 import type { CertificateCompression } from './certificate-compression.js';
 import { CAC_ATR, MAX_PKI_APPLETS } from './constants.js';
@@ -65,8 +66,15 @@ export function createCacCard(store: KeyStore, options: CacCardOptions = {}): Vi
   return new VirtualCard({ atr: CAC_ATR, applets, pin, serial });
 }
 
-/** Creates a reader named `readerName` with a new CAC card for `store` inserted. */
+/**
+ * Creates a reader named `readerName` with a new CAC card for `store`
+ * inserted. A second, throwaway card receives the commands OpenSC reads the
+ * card with (see cac-warm-up.ts), so V8 compiles those paths before the
+ * first client arrives. That warm-up runs in microtasks right after this
+ * function returns.
+ */
 export function createCacReader(readerName: string, store: KeyStore, options: CacCardOptions = {}): EmulatedReader {
+  void warmUpCacCard(createCacCard(store, options), store.slots.length);
   const card = createCacCard(store, options);
   card.reset();
   return new EmulatedReader(readerName, card);

@@ -84,38 +84,45 @@ export function classifyVpcdMessage(payload: Uint8Array): VpcdMessage {
  * at any point. Feed each received chunk to `push`, which returns the
  * payloads completed by it, in order.
  */
+const EMPTY = Buffer.alloc(0);
+
 export class VpcdFrameDecoder {
-  private buffer: Buffer = Buffer.alloc(0);
+  private buffer: Buffer = EMPTY;
 
   /** Number of bytes received that do not yet form a complete frame. */
   get bufferedBytes(): number {
     return this.buffer.length;
   }
 
-  /** Appends a chunk and returns every payload it completes (possibly none). */
+  /**
+   * Appends a chunk and returns every payload it completes (possibly none).
+   * Payloads and leftover bytes are copied, so the caller may reuse `chunk`
+   * for its next read.
+   */
   push(chunk: Uint8Array): Buffer[] {
-    this.buffer = this.buffer.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buffer, chunk]);
+    // Frames are parsed in place unless a partial frame is waiting for this chunk.
+    const bytes = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
 
     const payloads: Buffer[] = [];
     let offset = 0;
-    while (this.buffer.length - offset >= 2) {
-      const length = this.buffer.readUInt16BE(offset);
+    while (bytes.length - offset >= 2) {
+      const length = (bytes[offset]! << 8) | bytes[offset + 1]!;
       const end = offset + 2 + length;
-      if (end > this.buffer.length) break;
+      if (end > bytes.length) break;
 
-      // Copy, so a payload kept by the caller does not pin the whole receive buffer.
-      payloads.push(Buffer.from(this.buffer.subarray(offset + 2, end)));
+      // Copy, so a payload kept by the caller neither changes nor pins the receive buffer.
+      payloads.push(Buffer.from(bytes.subarray(offset + 2, end)));
       offset = end;
     }
 
-    this.buffer = offset === this.buffer.length ? Buffer.alloc(0) : this.buffer.subarray(offset);
+    this.buffer = offset === bytes.length ? EMPTY : Buffer.from(bytes.subarray(offset));
     return payloads;
   }
 
   /** Checks that the stream ended on a frame boundary; raises `VpcdTruncatedFrameError` otherwise. */
   end(): void {
     const buffered = this.buffer.length;
-    this.buffer = Buffer.alloc(0);
+    this.buffer = EMPTY;
     if (buffered > 0) throw new VpcdTruncatedFrameError(buffered);
   }
 }

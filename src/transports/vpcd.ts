@@ -51,6 +51,9 @@ export interface VpcdCardEvents {
 /** Status word 6F 00 ("no precise diagnosis"), sent when the reader fails in a way a card cannot express. */
 const SW_NO_PRECISE_DIAGNOSIS = Uint8Array.from([0x6f, 0x00]);
 
+/** Size of the reused receive buffer: one maximal frame (2-byte length and 65,535 payload bytes). */
+const RECEIVE_BUFFER_BYTES = 2 + VPCD_MAX_PAYLOAD;
+
 /** Connection attempts between two warnings while vpcd stays unreachable. */
 const FAILURES_PER_WARNING = 12;
 
@@ -80,6 +83,8 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
   private failedAttempts = 0;
   /** Messages are handled strictly in arrival order; this is the tail of that chain. */
   private pending: Promise<void> = Promise.resolve();
+  /** Messages received whose handling has not finished yet. */
+  private queuedMessages = 0;
 
   private readonly onInsert = (): void => this.handleInsert();
   private readonly onRemove = (): void => this.handleRemove();
@@ -143,11 +148,22 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
       return;
     }
 
-    const socket = connectTcp({ host: this.host, port: this.port });
+    const decoder = new VpcdFrameDecoder();
+    // Reads land in one reused buffer (`onread`), which skips the stream
+    // machinery and an allocation per read; the decoder copies what it keeps.
+    const socket: Socket = connectTcp({
+      host: this.host,
+      port: this.port,
+      onread: {
+        buffer: Buffer.allocUnsafe(RECEIVE_BUFFER_BYTES),
+        callback: (bytesRead: number, buffer: Uint8Array): boolean => {
+          this.handleReceived(socket, decoder, buffer.subarray(0, bytesRead));
+          return true;
+        },
+      },
+    });
     this.socket = socket;
     socket.setNoDelay(true);
-
-    const decoder = new VpcdFrameDecoder();
     let wasConnected = false;
     let socketError: Error | undefined;
 
@@ -157,17 +173,6 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
       if (this.tcpQuickAck) armTcpQuickAck(socket);
       this.log.info({ reader: this.reader.name }, 'connected to vpcd');
       this.emit('connect');
-    });
-
-    socket.on('data', (chunk: Buffer) => {
-      // The kernel drops TCP_QUICKACK after a while, so re-arm it before the next read.
-      if (this.tcpQuickAck) armTcpQuickAck(socket);
-      // A connection that carries traffic is healthy: the next failure starts the backoff anew.
-      this.retryDelayMs = this.initialRetryDelayMs;
-      for (const payload of decoder.push(chunk)) {
-        const message = classifyVpcdMessage(payload);
-        this.pending = this.pending.then(() => this.handleMessage(message, socket));
-      }
     });
 
     socket.on('error', (error) => {
@@ -198,6 +203,31 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
       this.emit('disconnect', reason);
 
       if (localReason === undefined) this.scheduleReconnect();
+    });
+  }
+
+  private handleReceived(socket: Socket, decoder: VpcdFrameDecoder, chunk: Uint8Array): void {
+    // The kernel drops TCP_QUICKACK after a while, so re-arm it before the next read.
+    if (this.tcpQuickAck) armTcpQuickAck(socket);
+    // A connection that carries traffic is healthy: the next failure starts the backoff anew.
+    this.retryDelayMs = this.initialRetryDelayMs;
+    for (const payload of decoder.push(chunk)) {
+      const message = classifyVpcdMessage(payload);
+      if (this.queuedMessages === 0) {
+        // Nothing in flight: handle the message now instead of after a promise hop.
+        this.track(this.handleMessage(message, socket));
+      } else {
+        this.track(this.pending.then(() => this.handleMessage(message, socket)));
+      }
+    }
+  }
+
+  /** Makes `handling` the tail of the message chain and counts it until it settles. */
+  private track(handling: Promise<void>): void {
+    this.queuedMessages += 1;
+    this.pending = handling;
+    void handling.then(() => {
+      this.queuedMessages -= 1;
     });
   }
 
