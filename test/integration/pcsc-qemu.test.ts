@@ -218,7 +218,20 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
     const started = Date.now();
     const guest = spawn(
       join(GUEST_HARNESS, 'run.sh'),
-      ['--timeout', '240', '--console', consoleFile, '--put', join(GUEST_HARNESS, 'scripts', 'common.sh'), join(GUEST_HARNESS, 'scripts', 'pcsc-replug.sh'), '--', ...readerArgs],
+      [
+        '--timeout',
+        '240',
+        '--console',
+        consoleFile,
+        // Both CCID readers must exist before the guest's pcscd starts, or it never sees the second.
+        '--env',
+        'VIRTCARD_READERS=2',
+        '--put',
+        join(GUEST_HARNESS, 'scripts', 'common.sh'),
+        join(GUEST_HARNESS, 'scripts', 'pcsc-replug.sh'),
+        '--',
+        ...readerArgs,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VIRTCARD_GUEST_DIR: GUEST_CACHE } },
     );
     let guestOut = '';
