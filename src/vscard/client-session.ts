@@ -66,11 +66,23 @@ const SUCCESS: number = VscErrorCode.Success;
 /** Trace level from which every VSCard message is printed, as vscclient's `-d 11`. */
 export const MESSAGE_TRACE_LEVEL = 11;
 
+/**
+ * Time the guest gets to read the last APDU response before CardRemove
+ * follows it, in milliseconds. QEMU 7.2's usb-ccid clears its queue of
+ * unread bulk-IN responses when the card is removed, so a response sent just
+ * before CardRemove would be lost and the guest's command would never end.
+ */
+export const CARD_REMOVE_GRACE_MS = 250;
+
 export class VscClientSession {
   private state: SessionState = 'handshake';
   private readerId = UNDEFINED_READER_ID;
   private cardAnnounced = false;
   private readonly acknowledgements: Acknowledged[] = [];
+  /** When the last APDU response was sent, from performance.now(). */
+  private lastResponseAt = Number.NEGATIVE_INFINITY;
+  /** CardRemove held back until the guest has read the last response. */
+  private delayedCardRemove: NodeJS.Timeout | undefined;
   /** Serialises APDU responses and Flush replies so they leave in arrival order. */
   private work: Promise<void> = Promise.resolve();
   private readonly tracer = new ApduTracer();
@@ -79,15 +91,22 @@ export class VscClientSession {
 
   private readonly onInsert = (atr: Uint8Array): void => {
     this.log.info({ atr: hex(atr) }, 'card inserted');
+    this.sendDelayedCardRemove();
     if (this.state === 'ready') this.announceCard();
   };
 
   private readonly onRemove = (): void => {
     this.log.info('card removed');
-    if (this.state === 'ready' && this.cardAnnounced) {
-      this.cardAnnounced = false;
+    if (this.state !== 'ready' || !this.cardAnnounced) return;
+    this.cardAnnounced = false;
+
+    const wait = this.lastResponseAt + CARD_REMOVE_GRACE_MS - performance.now();
+    if (wait <= 0) {
       this.sendMessage({ type: VscMessageType.CardRemove, readerId: this.readerId });
+      return;
     }
+    this.log.debug({ waitMs: Math.ceil(wait) }, 'holding CardRemove back until the guest has read the last response');
+    this.delayedCardRemove = setTimeout(() => this.sendDelayedCardRemove(), wait);
   };
 
   private readonly onClose = (): void => {
@@ -151,6 +170,8 @@ export class VscClientSession {
 
   /** Detaches from the reader. Later events and responses are not sent. */
   dispose(): void {
+    clearTimeout(this.delayedCardRemove);
+    this.delayedCardRemove = undefined;
     this.reader.off('insert', this.onInsert);
     this.reader.off('remove', this.onRemove);
     this.reader.off('close', this.onClose);
@@ -232,8 +253,17 @@ export class VscClientSession {
     });
   }
 
+  /** Sends a CardRemove that `onRemove` held back, if one is waiting. */
+  private sendDelayedCardRemove(): void {
+    if (this.delayedCardRemove === undefined) return;
+    clearTimeout(this.delayedCardRemove);
+    this.delayedCardRemove = undefined;
+    if (this.state === 'ready') this.sendMessage({ type: VscMessageType.CardRemove, readerId: this.readerId });
+  }
+
   private removeReader(): void {
     if (this.state !== 'ready' && this.state !== 'adding-reader') return;
+    this.sendDelayedCardRemove();
     if (this.cardAnnounced) {
       this.cardAnnounced = false;
       this.sendMessage({ type: VscMessageType.CardRemove, readerId: this.readerId });
@@ -275,6 +305,7 @@ export class VscClientSession {
     }
     if (traceApdus) this.options.trace?.write(`APDU < ${this.tracer.response(response)}`);
     this.sendMessage({ type: VscMessageType.Apdu, readerId: this.readerId, apdu: response });
+    this.lastResponseAt = performance.now();
   }
 
   private sendError(code: VscErrorCode): void {

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { pino } from 'pino';
 import { EchoReader, ECHO_ATR } from '../../src/reader/echo-reader.js';
 import { VscClient } from '../../src/vscard/client-connection.js';
+import { CARD_REMOVE_GRACE_MS } from '../../src/vscard/client-session.js';
 import { VscDecoder } from '../../src/vscard/decoder.js';
 import { encodeMessage } from '../../src/vscard/encode.js';
 import { UNDEFINED_READER_ID, VscErrorCode, VscMessageType, type VscMessage } from '../../src/vscard/protocol.js';
@@ -261,6 +262,40 @@ test('client reports card removal and insertion', async () => {
 
     reader.insert();
     await connection.waitFor((messages) => hasAtr(messages, 2), 'a second ATR');
+  });
+});
+
+test('client holds CardRemove after a response', async () => {
+  const qemu = new FakeQemu();
+  const port = await qemu.listen();
+  const reader = new EchoReader('Test');
+  await withClient(qemu, port, reader, async () => {
+    const connection = await qemu.connection(0);
+    await connection.waitFor((messages) => hasAtr(messages), 'the ATR');
+
+    // QEMU 7.2 drops unread responses on CardRemove, so a removal right after a
+    // response must wait until the guest had time to read that response.
+    connection.send({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(0, 0xa4, 4, 0) });
+    await connection.waitFor((messages) => messages.at(-1)?.type === VscMessageType.Apdu, 'the APDU response');
+    const respondedAt = performance.now();
+    reader.remove();
+
+    await connection.waitFor((messages) => messages.at(-1)?.type === VscMessageType.CardRemove, 'CardRemove');
+    const heldMs = performance.now() - respondedAt;
+    assert.ok(heldMs >= CARD_REMOVE_GRACE_MS - 20, `CardRemove came ${heldMs.toFixed(0)} ms after the response`);
+
+    // An insertion during the hold sends the held CardRemove first, then the ATR.
+    reader.insert();
+    await connection.waitFor((messages) => hasAtr(messages, 2), 'a second ATR');
+    const responses = (): number => connection.received.filter((message) => message.type === VscMessageType.Apdu).length;
+    const before = responses();
+    connection.send({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(0, 0xb0, 0, 0) });
+    await connection.waitFor(() => responses() > before, 'a response after insertion');
+    reader.remove();
+    reader.insert();
+    await connection.waitFor((messages) => hasAtr(messages, 3), 'a third ATR');
+    const tail = connection.received.slice(-2).map((message) => message.type);
+    assert.deepEqual(tail, [VscMessageType.CardRemove, VscMessageType.Atr]);
   });
 });
 
