@@ -18,7 +18,7 @@ import type { BenchContext } from './run.js';
 /** Name prefix of the first vpcd slot as pcscd lists it. */
 const VPCD_READER = 'Virtual PCD 00 00';
 
-/** Where Debian's opensc-pkcs11 installs the PKCS#11 module. */
+/** Path of the PKCS#11 module that Debian's opensc-pkcs11 installs. */
 const OPENSC_MODULE = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
 
 /** virtcard-files is virtcard's CAC card on PEM key files instead of the NSS database. */

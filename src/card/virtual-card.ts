@@ -147,7 +147,7 @@ export class VirtualCard implements SmartCard, CardContext {
     return result;
   }
 
-  /** Processes a command; a bug inside the card answers 6F 00 instead of failing the transport. */
+  /** Processes a command; a bug inside the card returns 6F 00 instead of failing the transport. */
   private processGuarded(command: Uint8Array): Uint8Array | Promise<Uint8Array> {
     try {
       const result = this.process(command);

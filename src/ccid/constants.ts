@@ -71,7 +71,7 @@ export const MAX_CCID_MESSAGE_LENGTH = 0x00010012;
 
 /**
  * XfrBlocks that may wait for the card at once. QEMU 7.2 aborts past 128; this
- * model answers the 129th with bError SlotBusy instead.
+ * model fails the 129th with bError SlotBusy instead.
  */
 export const MAX_PENDING_ANSWERS = 128;
 

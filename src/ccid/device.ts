@@ -81,7 +81,7 @@ export class CcidDevice extends EventEmitter<CcidDeviceEvents> {
   private assembled = 0;
 
   private readonly pending: PendingAnswer[] = [];
-  /** Incremented whenever pending answers are abandoned, so late card answers can be recognised. */
+  /** Incremented whenever pending responses are abandoned, so late card responses can be recognised. */
   private generation = 0;
   /** Card exchanges run one at a time, in XfrBlock order; this is the tail of that chain. */
   private transmitChain: Promise<void> = Promise.resolve();
@@ -116,7 +116,7 @@ export class CcidDevice extends EventEmitter<CcidDeviceEvents> {
     if (atr !== undefined) this.cardInserted(atr);
   }
 
-  /** Detaches the reader: the slot becomes empty and answers still owed to the card are abandoned. */
+  /** Detaches the reader. The slot becomes empty and responses still owed by the card are abandoned. */
   detach(): void {
     const reader = this.reader;
     if (reader === undefined) return;
@@ -135,7 +135,7 @@ export class CcidDevice extends EventEmitter<CcidDeviceEvents> {
 
   /**
    * Handles a USB port reset or a new connection of the host: queued and
-   * pending answers are dropped without a reply; slot and power state are kept.
+   * pending responses are dropped without a reply, but slot and power state are kept.
    */
   usbReset(): void {
     this.generation++;
@@ -326,7 +326,7 @@ export class CcidDevice extends EventEmitter<CcidDeviceEvents> {
       try {
         response = await reader.transmit(command);
       } catch (error) {
-        this.log.warn({ err: error, seq }, 'card exchange failed; answering XfrBlock with a failed DataBlock');
+        this.log.warn({ err: error, seq }, 'card exchange failed; returning a failed DataBlock for the XfrBlock');
       }
       if (generation !== this.generation) return;
       const answer = this.pending.shift();
@@ -340,10 +340,10 @@ export class CcidDevice extends EventEmitter<CcidDeviceEvents> {
   }
 
   /**
-   * Answers every XfrBlock still waiting for the card. QEMU 7.2 drops these
-   * answers (and every other queued answer) when the card goes away, so the
-   * host waits until its read times out; here each gets a failed DataBlock
-   * with bError ICC_MUTE, and answers already queued are kept.
+   * Fails every XfrBlock still waiting for the card. QEMU 7.2 drops these
+   * responses, and every other queued response, when the card goes away, so
+   * the host waits until its read times out. Here each gets a failed
+   * DataBlock with bError ICC_MUTE, and responses already queued are kept.
    */
   private abandonPending(): void {
     this.generation++;

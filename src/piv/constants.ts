@@ -104,18 +104,18 @@ export function certificateTagForKey(keyReference: number): number | undefined {
   }
 }
 
-/** Whether `keyReference` is one of the 20 retired key management keys 82 to 95. */
+/** Returns whether `keyReference` is one of the 20 retired key management keys 82 to 95. */
 export function isRetiredKey(keyReference: number): boolean {
   return keyReference >= KEY_RETIRED_FIRST && keyReference <= KEY_RETIRED_LAST;
 }
 
-/** Whether `keyReference` names an asymmetric key slot (9A, 9C, 9D, 9E, 82 to 95). */
+/** Returns whether `keyReference` names an asymmetric key slot (9A, 9C, 9D, 9E, 82 to 95). */
 export function isAsymmetricKey(keyReference: number): boolean {
   return certificateTagForKey(keyReference) !== undefined;
 }
 
 /**
- * Whether `tag` is a container PUT DATA may write: the SP 800-73-4
+ * Returns whether `tag` is a container PUT DATA may write: the SP 800-73-4
  * containers 5FC101 to 5FC123 and the vendor range 5FFF00 to 5FFFFF that
  * yubico-piv-tool uses for its administrative data.
  */

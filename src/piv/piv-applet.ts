@@ -83,7 +83,7 @@ export function buildApplicationPropertyTemplate(): Uint8Array {
   });
 }
 
-/** Whether `requested` is the PIV AID or a right-truncation of it at least as long as the RID. */
+/** Returns whether `requested` is the PIV AID or a right-truncation of it at least as long as the RID. */
 export function isPivAid(requested: Uint8Array): boolean {
   if (requested.length < PIV_RID_LENGTH || requested.length > PIV_AID.length) return false;
   return requested.every((byte, index) => byte === PIV_AID[index]);

@@ -297,7 +297,7 @@ class UsbipSession {
       this.pumpInterrupt();
       return;
     }
-    this.log.warn({ endpoint: address }, 'URB for an endpoint the CCID device does not have; answered with -EPIPE');
+    this.log.warn({ endpoint: address }, 'URB for an endpoint the CCID device does not have; returned -EPIPE');
     this.reply(command, ERRNO_EPIPE, 0);
   }
 

@@ -13,7 +13,7 @@ interface PendingApdu {
   reject: (error: Error) => void;
 }
 
-/** Raised to a transmit when the client answered with VSC_Error instead of an APDU. */
+/** Raised to a transmit when the client returned VSC_Error instead of an APDU. */
 export class RemoteCardError extends Error {
   constructor(readerName: string, code: number) {
     super(`the VSCard client of reader "${readerName}" reported an error (code ${code}) instead of a response APDU`);
@@ -34,7 +34,7 @@ export class RemoteCardReader extends EventEmitter<ReaderEvents> implements Read
     super();
   }
 
-  /** Number of commands sent to the client and not answered yet. */
+  /** Number of commands sent to the client that have no response yet. */
   get pendingCount(): number {
     return this.pending.length;
   }
