@@ -1,29 +1,31 @@
 /**
  * `virtcard emulated`: the equivalent of QEMU's ccid-card-emulated. It
- * builds a CAC card from the identity options, puts it into a CCID reader
- * and exports it with --usbredir and/or --vpcd until SIGINT or SIGTERM.
+ * builds a CAC card from the identity options (or a PIV card with
+ * `--card piv`), puts it into a CCID reader and exports it with --usbredir,
+ * --usbip and/or --vpcd until SIGINT or SIGTERM.
  * The commands `remove` and `insert` on stdin take the card out of the
  * reader and put it back.
  */
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { Command } from 'commander';
-import type { EmulatedReader } from '../card/emulated-reader.js';
-import { createCacReader } from '../cac/index.js';
+import { createCacCard, EmulatedReader, warmUpCacCard } from '../cac/index.js';
 import { logger, setLogLevel } from '../log/logger.js';
 import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
+import { addCardTypeOptions, openCard, type CardTypeOptions } from './card-type-options.js';
 import { addExportOptions, startExports, type ExportOptions } from './export-options.js';
 import { addIdentityOptions, openIdentity, type IdentityOptions } from './identity-options.js';
 
 const log = logger.child({ component: 'cli' });
 
-const READER_NAME = 'virtcard CAC';
+/** Reader name of the card inside virtcard, followed by the card kind: "virtcard CAC" or "virtcard PIV". */
+const READER_NAME_PREFIX = 'virtcard';
 
 const STDIN_HELP = `Commands on stdin (one per line):
   remove   take the card out of the reader; the guest sees an empty slot
   insert   put the card back (it restarts in its power-on state, PIN not verified)`;
 
-interface EmulatedCommandOptions extends IdentityOptions, ExportOptions, CacCardFormatOptions {
+interface EmulatedCommandOptions extends IdentityOptions, ExportOptions, CacCardFormatOptions, CardTypeOptions {
   verbose?: boolean;
 }
 
@@ -71,7 +73,7 @@ export function startCardConsole(input: Readable, reader: EmulatedReader, write:
   return lines;
 }
 
-/** Opens the identity, builds the CAC card and exports it until a stop signal arrives. */
+/** Opens the identity or PIV state file, builds the card and exports it until a stop signal arrives. */
 export async function runEmulated(options: EmulatedCommandOptions): Promise<void> {
   if (options.verbose) setLogLevel('debug');
   if (options.usbredir.length === 0 && (options.usbip ?? []).length === 0 && options.vpcd.length === 0) {
@@ -79,12 +81,26 @@ export async function runEmulated(options: EmulatedCommandOptions): Promise<void
   }
 
   const stopSignal = waitForStopSignal();
-  const store = await openIdentity(options);
+  const cacOptions = { pinRetries: options.pinRetries, ...cacCardFormat(options) };
+  const opened = await openCard(
+    options,
+    async () => ({ store: await openIdentity(options) }),
+    (store) => {
+      // A throwaway card runs the commands OpenSC reads a CAC card with, so the first client meets compiled code.
+      void warmUpCacCard(createCacCard(store, cacOptions), store.slots.length);
+      return createCacCard(store, cacOptions);
+    },
+  );
   try {
-    const reader = createCacReader(READER_NAME, store, { pinRetries: options.pinRetries, ...cacCardFormat(options) });
+    opened.card.reset();
+    const reader = new EmulatedReader(`${READER_NAME_PREFIX} ${opened.kind}`, opened.card);
     log.info(
-      { keys: store.description, certificates: store.slots.map((slot) => slot.label), certificateCompression: options.certCompression },
-      'CAC card ready',
+      {
+        pinRetries: options.pinRetries,
+        ...opened.summary,
+        ...(opened.kind === 'CAC' ? { certificateCompression: options.certCompression } : {}),
+      },
+      `${opened.kind} card ready`,
     );
     const exports = await startExports(reader, options);
     const cardConsole = startCardConsole(process.stdin, reader, (text) => process.stdout.write(text));
@@ -95,19 +111,20 @@ export async function runEmulated(options: EmulatedCommandOptions): Promise<void
   } finally {
     // Reading stdin keeps the event loop alive; release it so the process can exit.
     process.stdin.destroy();
-    await store.close();
+    await opened.close();
   }
 }
 
 /** Builds the `emulated` subcommand. */
 export function emulatedCommand(): Command {
   const command = new Command('emulated')
-    .description('serve a virtual CAC card in a CCID reader to QEMU (usbredir) or pcscd (vpcd) until SIGINT or SIGTERM')
+    .description('serve a virtual CAC or PIV card in a CCID reader to QEMU (usbredir), a USB/IP client or pcscd (vpcd) until SIGINT or SIGTERM')
     .option('-v, --verbose', 'log every USB and CCID step')
     .addHelpText('after', `\n${STDIN_HELP}`);
   addExportOptions(command);
   addIdentityOptions(command);
   addCacCardFormatOptions(command);
+  addCardTypeOptions(command);
   return command.action(async (options: EmulatedCommandOptions) => {
     await runEmulated(options);
   });

@@ -52,8 +52,13 @@ export function startVirtcardVpcd(
   stderrPath: string,
   env: NodeJS.ProcessEnv = {},
 ): VirtcardProcess {
+  return startVirtcard(['vpcd', '--port', String(pcscd.vpcdPort), ...args], stderrPath, env);
+}
+
+/** Starts `node dist/src/cli/main.js ARGS...` (stdin empty, stdout discarded) with its stderr in `stderrPath`. */
+export function startVirtcard(args: readonly string[], stderrPath: string, env: NodeJS.ProcessEnv = {}): VirtcardProcess {
   const stderrFd = openSync(stderrPath, 'w');
-  const child = spawn(process.execPath, [VIRTCARD_MAIN, 'vpcd', '--port', String(pcscd.vpcdPort), ...args], {
+  const child = spawn(process.execPath, [VIRTCARD_MAIN, ...args], {
     stdio: ['ignore', 'ignore', stderrFd],
     env: { ...process.env, VIRTCARD_LOG_FORMAT: 'json', ...env },
   });
