@@ -71,6 +71,50 @@ export function checkCardTypeOptions(options: CardTypeOptions & IdentityOptions)
   }
 }
 
+/** vscclient's identity options of `virtcard client`: an NSS soft card (`-e soft=(…)`, `-c`) or the PC/SC relay (`-e use_hw=yes`). */
+export interface VscclientIdentityOptions {
+  e?: string;
+  c: string[];
+}
+
+/**
+ * Raises `IdentityOptionsError` when vscclient's -e or -c come with
+ * --piv-state. The state file card has keys of its own, so the NSS
+ * certificates those options name would be ignored.
+ */
+export function checkVscclientCardOptions(options: CardTypeOptions & VscclientIdentityOptions): void {
+  if (options.pivState === undefined) return;
+  const conflicting = [options.e !== undefined ? '-e' : undefined, options.c.length > 0 ? '-c' : undefined].filter(
+    (name): name is string => name !== undefined,
+  );
+  if (conflicting.length === 0) return;
+  const names = conflicting.join(' and ');
+  throw new IdentityOptionsError(
+    `--piv-state keeps its own keys, so the NSS identity of ${names} cannot fill its slots; ` +
+      `drop ${names} to serve the state file card, or drop --piv-state and --piv-passphrase-file to serve the NSS certificates ` +
+      '(soft=(,READER,PIV,,CERT1,CERT2,CERT3) in -e puts them on a PIV card)',
+  );
+}
+
+/**
+ * Raises `IdentityOptionsError` when the PC/SC relay (--pcsc, -p, or -e
+ * requesting hardware cards) comes with --card piv or the PIV state options.
+ * The relay passes the host's physical cards through and builds no card.
+ */
+export function checkPcscRelayCardOptions(options: CardTypeOptions): void {
+  const conflicting = [
+    options.card === 'piv' ? '--card piv' : undefined,
+    options.pivState !== undefined ? '--piv-state' : undefined,
+    options.pivPassphraseFile !== undefined ? '--piv-passphrase-file' : undefined,
+  ].filter((name): name is string => name !== undefined);
+  if (conflicting.length === 0) return;
+  const names = conflicting.join(', ');
+  throw new IdentityOptionsError(
+    `the PC/SC relay (--pcsc, -p, or -e with use_hw=yes and no soft=(…) card) passes the host's physical cards through, ` +
+      `so ${names} has no card to build; drop ${names}, or drop the relay options to serve an emulated card`,
+  );
+}
+
 async function readPassphrase(options: CardTypeOptions): Promise<string> {
   if (options.pivPassphraseFile !== undefined) return readSecretFile(options.pivPassphraseFile, 'PIV state passphrase');
   const fromEnvironment = process.env[PIV_PASSPHRASE_VARIABLE];
@@ -107,8 +151,10 @@ async function openPivStateCard(path: string, options: CardTypeOptions): Promise
 /**
  * Builds the card the options choose: a PIV card on its state file, or a
  * card on the key store that `openStore` opens (CAC with `createCac`, PIV
- * with the store's keys in 9A, 9C and 9D). A `cardType` that `openStore`
- * returns, from `soft=(…,PIV,…)`, overrides --card.
+ * with the store's keys in 9A, 9C and 9D). A `cardType` of 'piv' that
+ * `openStore` returns, from `soft=(…,PIV,…)`, overrides the default
+ * --card cac, and a `cardType` of 'cac' with --card piv raises
+ * `IdentityOptionsError`.
  */
 export async function openCard(
   options: CardTypeOptions & IdentityOptions,
@@ -120,6 +166,11 @@ export async function openCard(
 
   const { store, cardType } = await openStore();
   try {
+    if (cardType === 'cac' && options.card === 'piv') {
+      throw new IdentityOptionsError(
+        '--card piv asks for a PIV card, but soft=(…,CAC,…) in -e asks for a CAC card; write PIV in place of CAC in soft=(…), or drop --card piv',
+      );
+    }
     const summary = { keys: store.description, certificates: store.slots.map((slot) => slot.label) };
     if ((cardType ?? options.card) === 'piv') {
       log.info('PIV card with key store keys: the PIN is the key store PIN and card changes end with the process');

@@ -15,7 +15,13 @@ import { CONSOLE_HELP, startConsole } from './client-console.js';
 import { addPcscOptions, runPcscRelay, wantsPcscRelay, type PcscCommandOptions } from './client-pcsc.js';
 import { DEFAULT_CLIENT_READER_NAME, openClientIdentity, type ClientIdentityOptions } from './client-identity.js';
 import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
-import { addCardTypeOptions, openCard, type CardTypeOptions } from './card-type-options.js';
+import {
+  addCardTypeOptions,
+  checkPcscRelayCardOptions,
+  checkVscclientCardOptions,
+  openCard,
+  type CardTypeOptions,
+} from './card-type-options.js';
 import { addIdentityOptions } from './identity-options.js';
 import { EMULATOR_OPTIONS_HELP } from './libcacard-options.js';
 
@@ -67,11 +73,14 @@ function stopRequest(): { promise: Promise<string>; request: (reason: string) =>
 /** Opens the identity, builds the card and serves it to QEMU until a stop signal or `exit`. */
 export async function runClient(host: string, port: number, options: ClientCommandOptions): Promise<void> {
   if (wantsPcscRelay(options)) {
+    checkPcscRelayCardOptions(options);
     await runPcscRelay(host, port, options, stopRequest().promise);
     return;
   }
   let debugLevel = options.d ?? (options.trace ? 1 : 0);
   if (debugLevel >= MESSAGE_TRACE_LEVEL) setLogLevel('debug');
+
+  checkVscclientCardOptions(options);
 
   // Listen for signals before the slow start-up, so an early Ctrl-C still shuts down cleanly.
   const stop = stopRequest();

@@ -98,7 +98,10 @@ export interface ClientIdentityOptions extends IdentityOptions {
 export interface ClientIdentity {
   store: KeyStore;
   readerName: string;
-  /** Card type that soft=(…) names; undefined without -e/-c, where --card decides. */
+  /**
+   * Card type that soft=(…) in -e names. Undefined without -e/-c, and with
+   * -c, whose soft=(…) card is vscclient's CAC default, so --card decides.
+   */
   cardType?: 'cac' | 'piv';
 }
 
@@ -123,5 +126,6 @@ export async function openClientIdentity(options: ClientIdentityOptions): Promis
     ...(pin === undefined ? {} : { password: pin }),
   });
   const readerName = options.readerName ?? (soft.readerName === '' ? DEFAULT_CLIENT_READER_NAME : soft.readerName);
-  return { store, readerName, cardType: soft.cardType === 'PIV' ? 'piv' : 'cac' };
+  if (soft.cardType === 'PIV') return { store, readerName, cardType: 'piv' };
+  return options.c.length > 0 ? { store, readerName } : { store, readerName, cardType: 'cac' };
 }

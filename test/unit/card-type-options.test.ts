@@ -1,11 +1,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { addCardTypeOptions, checkCardTypeOptions, openCard, PIV_PASSPHRASE_VARIABLE, type CardTypeOptions } from '../../src/cli/card-type-options.js';
+import { createCacCard } from '../../src/cac/index.js';
+import {
+  addCardTypeOptions,
+  checkCardTypeOptions,
+  checkPcscRelayCardOptions,
+  checkVscclientCardOptions,
+  openCard,
+  PIV_PASSPHRASE_VARIABLE,
+  type CardTypeOptions,
+} from '../../src/cli/card-type-options.js';
+import { clientCommand } from '../../src/cli/client-command.js';
+import { emulatedCommand } from '../../src/cli/emulated-command.js';
 import { addIdentityOptions, type IdentityOptions } from '../../src/cli/identity-options.js';
+import { vpcdCommand } from '../../src/cli/vpcd-command.js';
 import { PivCard } from '../../src/piv/piv-card.js';
 import { MemoryKeyStore } from '../support/memory-key-store.js';
 import { selectPiv, send } from '../support/piv-session.js';
@@ -75,4 +87,78 @@ test('soft PIV type overrides --card', async () => {
   const store = new MemoryKeyStore({ slots: 1, modulusBits: 2048 });
   const opened = await openCard(parse([]), () => Promise.resolve({ store, cardType: 'piv' }), () => assert.fail('no CAC card'));
   assert.equal(opened.kind, 'PIV');
+});
+
+/** Parses `args` with the real `client` subcommand and returns its options, without running it. */
+function parseClient(args: string[]): CardTypeOptions & { e?: string; c: string[] } {
+  const command = clientCommand().exitOverride().configureOutput({ writeErr: () => undefined });
+  command.action(() => undefined);
+  command.parse([...args, '127.0.0.1', '2001'], { from: 'user' });
+  return command.opts<CardTypeOptions & { e?: string; c: string[] }>();
+}
+
+test('client rejects -e or -c with --piv-state', () => {
+  const cases: [string[], RegExp][] = [
+    [['-e', 'use_hw=no soft=(,T,PIV,,id-cert)'], /--piv-state keeps its own keys, so the NSS identity of -e cannot fill its slots; drop -e/],
+    [['-c', 'id-cert'], /the NSS identity of -c cannot fill its slots; drop -c to serve the state file card/],
+    [['-e', 'db="sql:/d"', '-c', 'id-cert'], /the NSS identity of -e and -c cannot fill/],
+  ];
+  for (const [extra, message] of cases) {
+    const options = parseClient(['--card', 'piv', '--piv-state', 'card.json', ...extra]);
+    assert.throws(() => checkVscclientCardOptions(options), { name: 'IdentityOptionsError', message }, extra.join(' '));
+    assert.throws(() => checkVscclientCardOptions(options), /or drop --piv-state and --piv-passphrase-file to serve the NSS certificates/);
+  }
+  assert.doesNotThrow(() => checkVscclientCardOptions(parseClient(['--card', 'piv', '--piv-state', 'card.json'])));
+  assert.doesNotThrow(() => checkVscclientCardOptions(parseClient(['-e', 'use_hw=no soft=(,T,PIV,,id-cert)'])));
+});
+
+test('client -e with --piv-state fails at start', async () => {
+  // The action must reject before it opens the state file, the NSS database or a connection.
+  const command = clientCommand().exitOverride().configureOutput({ writeErr: () => undefined });
+  const stateFile = join(tmpdir(), 'never-created.json');
+  const args = ['--card', 'piv', '--piv-state', stateFile, '-e', 'use_hw=no soft=(,T,PIV,,a)', '127.0.0.1', '2001'];
+  await assert.rejects(command.parseAsync(args, { from: 'user' }), { name: 'IdentityOptionsError', message: /--piv-state keeps its own keys/ });
+  assert.equal(existsSync(stateFile), false, 'the state file must not be created');
+});
+
+test('client PC/SC relay with --piv-state fails at start', async () => {
+  const command = clientCommand().exitOverride().configureOutput({ writeErr: () => undefined });
+  const args = ['--card', 'piv', '--piv-state', 'card.json', '-e', 'use_hw=yes', '127.0.0.1', '2001'];
+  await assert.rejects(command.parseAsync(args, { from: 'user' }), { name: 'IdentityOptionsError', message: /the PC\/SC relay .* passes the host's physical cards through/ });
+});
+
+test('PC/SC relay rejects PIV options', () => {
+  const cases: [string[], RegExp][] = [
+    [['--card', 'piv'], /so --card piv has no card to build; drop --card piv, or drop the relay options/],
+    [['--card', 'piv', '--piv-state', 'card.json'], /so --card piv, --piv-state has no card to build/],
+    [['--piv-passphrase-file', 'pass'], /so --piv-passphrase-file has no card to build/],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => checkPcscRelayCardOptions(parseClient(['--pcsc', ...args, '--'])), { name: 'IdentityOptionsError', message }, args.join(' '));
+  }
+  assert.doesNotThrow(() => checkPcscRelayCardOptions(parseClient(['-p'])));
+});
+
+test('vpcd and emulated reject -e and -c', () => {
+  for (const command of [vpcdCommand(), emulatedCommand()]) {
+    command.exitOverride().configureOutput({ writeErr: () => undefined });
+    command.action(() => undefined);
+    for (const option of ['-e', '-c']) {
+      assert.throws(
+        () => command.parse(['--card', 'piv', '--piv-state', 'card.json', option, 'id-cert'], { from: 'user' }),
+        { code: 'commander.unknownOption' },
+        `${command.name()} ${option}`,
+      );
+    }
+  }
+});
+
+test('soft CAC card conflicts with --card piv', async () => {
+  const store = new MemoryKeyStore({ slots: 1, modulusBits: 2048 });
+  await assert.rejects(
+    openCard(parse(['--card', 'piv']), () => Promise.resolve({ store, cardType: 'cac' }), () => assert.fail('no CAC card')),
+    /--card piv asks for a PIV card, but soft=\(…,CAC,…\) in -e asks for a CAC card; write PIV in place of CAC/,
+  );
+  const opened = await openCard(parse([]), () => Promise.resolve({ store, cardType: 'cac' }), (cacStore) => createCacCard(cacStore));
+  assert.equal(opened.kind, 'CAC');
 });
