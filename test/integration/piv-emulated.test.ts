@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NEW_CARD_PIN, provisionEcKey, type ProvisionedKey } from '../support/piv-provision.js';
+import { NEW_CARD_PIN, provisionKeys, type ProvisionedKey } from '../support/piv-provision.js';
 import { privatePcscdUnavailableReason, startPrivatePcscd, type PrivatePcscd } from '../support/private-pcscd.js';
 import {
   describeRun,
@@ -33,7 +33,7 @@ describe('virtcard emulated --card piv', { skip }, () => {
   let work: string;
   let statePath: string;
   let passphraseFile: string;
-  let provisioned: ProvisionedKey;
+  let provisioned: ProvisionedKey[];
 
   async function startEmulated(logName: string, args: readonly string[]): Promise<VirtcardProcess> {
     const started = startVirtcard(['emulated', '--vpcd', `127.0.0.1:${pcscd.vpcdPort}`, '--card', 'piv', ...args], join(work, logName));
@@ -48,7 +48,10 @@ describe('virtcard emulated --card piv', { skip }, () => {
     statePath = join(work, 'card.json');
     passphraseFile = join(work, 'passphrase');
     writeFileSync(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o600 });
-    provisioned = await provisionEcKey(statePath, PASSPHRASE, 0x9c, 'CN=emulated piv signature');
+    provisioned = await provisionKeys(statePath, PASSPHRASE, [
+      { slot: 0x9a, algorithm: 'RSA2048', subject: 'CN=emulated piv authentication' },
+      { slot: 0x9c, algorithm: 'ECCP256', subject: 'CN=emulated piv signature' },
+    ]);
     pcscd = await startPrivatePcscd();
   });
 
@@ -71,22 +74,30 @@ describe('virtcard emulated --card piv', { skip }, () => {
 
     const objects = runTool(pcscd, 'pkcs11-tool', ['-O']);
     assert.equal(objects.status, 0, describeRun(objects));
+    assert.match(objects.stdout, /Certificate for PIV Authentication[\s\S]*subject:\s+DN: CN=emulated piv authentication/);
     assert.match(objects.stdout, /Certificate for Digital Signature[\s\S]*subject:\s+DN: CN=emulated piv signature/);
+    assert.match(objects.stdout, /Public Key Object; RSA 2048 bits/);
     assert.match(objects.stdout, /Public Key Object; EC\s+EC_POINT 256 bits/);
   });
 
-  test('state file key signs', () => {
+  test('state file keys sign', () => {
     const message = join(work, 'message.txt');
-    const signature = join(work, 'message.sig');
-    const publicKey = join(work, '9c.pub');
     writeFileSync(message, 'signed by virtcard emulated\n');
-    writeFileSync(publicKey, provisioned.publicKey.export({ format: 'pem', type: 'spki' }));
-    const args = ['--login', '--pin', NEW_CARD_PIN, '--sign', '--id', '02', '-m', 'ECDSA-SHA256', '--signature-format', 'openssl', '-i', message, '-o', signature];
-    const sign = runTool(pcscd, 'pkcs11-tool', args);
-    assert.equal(sign.status, 0, describeRun(sign));
+    const cases: Array<[id: string, mechanism: string, key: ProvisionedKey]> = [
+      ['01', 'SHA256-RSA-PKCS', provisioned[0]!],
+      ['02', 'ECDSA-SHA256', provisioned[1]!],
+    ];
+    for (const [id, mechanism, key] of cases) {
+      const signature = join(work, `message.${id}.sig`);
+      const publicKey = join(work, `${id}.pub`);
+      writeFileSync(publicKey, key.publicKey.export({ format: 'pem', type: 'spki' }));
+      const args = ['--login', '--pin', NEW_CARD_PIN, '--sign', '--id', id, '-m', mechanism, '--signature-format', 'openssl', '-i', message, '-o', signature];
+      const sign = runTool(pcscd, 'pkcs11-tool', args);
+      assert.equal(sign.status, 0, describeRun(sign));
 
-    const verify = spawnSync('openssl', ['dgst', '-sha256', '-verify', publicKey, '-signature', signature, message], { encoding: 'utf8' });
-    assert.equal(verify.status, 0, describeRun(verify));
+      const verify = spawnSync('openssl', ['dgst', '-sha256', '-verify', publicKey, '-signature', signature, message], { encoding: 'utf8' });
+      assert.equal(verify.status, 0, `${mechanism} signature of key ${id} does not verify:\n${describeRun(verify)}`);
+    }
   });
 
   test('key store card reaches OpenSC', async () => {
