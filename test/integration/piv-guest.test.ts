@@ -3,8 +3,9 @@
  * QEMU 7.2's ccid-card-passthru, and the Debian test guest's pcscd, libccid
  * and OpenSC 0.23 PIV driver use it. One guest boot has the certificates of
  * the fixture NSS database in 9A, 9C and 9D, another a card from a state
- * file with a P-256 key in 9C. Signatures made in the guest are checked on
- * the host with openssl.
+ * file with an RSA-2048 key in 9A and a P-256 key in 9C. Signatures made in
+ * the guest are checked on the host with openssl. In both boots two wrong
+ * PINs count the PIN's tries down, and the right PIN then still works.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import { X509Certificate } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NEW_CARD_PIN, provisionEcKey, type ProvisionedKey } from '../support/piv-provision.js';
+import { NEW_CARD_PIN, provisionKeys, type ProvisionedKey } from '../support/piv-provision.js';
 import {
   ClientProcess,
   FIXTURE_DATABASE,
@@ -83,6 +84,28 @@ function assertOpensslVerifies(work: string, piv: PivRun, id: string, certificat
   assert.match(verify.stdout, /^Verified OK$/m);
 }
 
+/** Returns the status word of the last APDU in an opensc-tool section, e.g. "63 C2". */
+function lastStatusWord(text: string): string {
+  const words = [...text.matchAll(/Received \(SW1=0x([0-9A-F]{2}), SW2=0x([0-9A-F]{2})\)/g)].map((match) => `${match[1]} ${match[2]}`);
+  assert.ok(words.length > 0, `no status word in:\n${text}`);
+  return words[words.length - 1]!;
+}
+
+/** Checks the wrong-PIN steps of piv-opensc.sh on a card with 3 PIN tries. */
+function assertPinCountdown(piv: PivRun): void {
+  const tries = (name: string): string => lastStatusWord(section(piv.sections, name, piv.run));
+  assert.equal(tries('pin-tries-start'), '63 C3', 'three tries before the wrong PINs');
+
+  for (const [attempt, left] of [['1', '63 C2'], ['2', '63 C1']] as const) {
+    const login = section(piv.sections, `wrong-pin-${attempt}`, piv.run);
+    assert.match(login, /C_Login failed: rv = CKR_PIN_INCORRECT/, `wrong PIN ${attempt}`);
+    assert.doesNotMatch(login, /\[exit status 0\]\n$/, `wrong PIN ${attempt} must fail`);
+    assert.equal(tries(`pin-tries-after-${attempt}`), left, `tries after wrong PIN ${attempt}`);
+  }
+  assert.match(section(piv.sections, 'token-final-try', piv.run), /token flags\s+:[^\n]*final user PIN try/);
+  assert.equal(tries('pin-tries-end'), '63 C3', 'the right PIN restores the tries');
+}
+
 describe('PIV card from NSS in QEMU guest', { skip, timeout: (GUEST_TIMEOUT_S + 60) * 1000 }, () => {
   let work: string;
   let piv: PivRun;
@@ -141,12 +164,17 @@ describe('PIV card from NSS in QEMU guest', { skip, timeout: (GUEST_TIMEOUT_S + 
   test('RSA signatures verify with openssl', () => {
     for (const id of ['01', '02']) assertOpensslVerifies(work, piv, id, guestCertificate(piv, id));
   });
+
+  test('wrong PINs count down', () => {
+    assertPinCountdown(piv);
+  });
 });
 
 describe('PIV card from state file in QEMU guest', { skip, timeout: (GUEST_TIMEOUT_S + 90) * 1000 }, () => {
   let work: string;
   let piv: PivRun;
-  let provisioned: ProvisionedKey;
+  let authentication: ProvisionedKey;
+  let signature: ProvisionedKey;
 
   before(async () => {
     if (unavailable !== undefined) throw new Error(unavailable);
@@ -156,9 +184,12 @@ describe('PIV card from state file in QEMU guest', { skip, timeout: (GUEST_TIMEO
     const passphraseFile = join(work, 'passphrase');
     const passphrase = 'state file passphrase of the guest test';
     writeFileSync(passphraseFile, `${passphrase}\n`, { mode: 0o600 });
-    provisioned = await provisionEcKey(statePath, passphrase, 0x9c, 'CN=virtcard guest signature');
+    [authentication, signature] = (await provisionKeys(statePath, passphrase, [
+      { slot: 0x9a, algorithm: 'RSA2048', subject: 'CN=virtcard guest authentication' },
+      { slot: 0x9c, algorithm: 'ECCP256', subject: 'CN=virtcard guest signature' },
+    ])) as [ProvisionedKey, ProvisionedKey];
     const clientArguments = ['--card', 'piv', '--piv-state', statePath, '--piv-passphrase-file', passphraseFile];
-    piv = await runPivGuest(work, clientArguments, NEW_CARD_PIN, '02:ECDSA-SHA256');
+    piv = await runPivGuest(work, clientArguments, NEW_CARD_PIN, '01:SHA256-RSA-PKCS 02:ECDSA-SHA256');
   });
 
   after(() => {
@@ -173,26 +204,38 @@ describe('PIV card from state file in QEMU guest', { skip, timeout: (GUEST_TIMEO
     assert.match(section(piv.sections, 'opensc-tool-n', piv.run), /^Personal Identity Verification Card$/m);
   });
 
-  test('pkcs11-tool -O lists the 9C key', () => {
+  test('pkcs11-tool -O lists 9A and 9C', () => {
     const listing = section(piv.sections, 'pkcs11-tool-O', piv.run);
+    assert.match(listing, /Certificate Object; type = X\.509 cert\s+label:\s+Certificate for PIV Authentication/);
     assert.match(listing, /Certificate Object; type = X\.509 cert\s+label:\s+Certificate for Digital Signature/);
+    assert.match(listing, /Public Key Object; RSA 2048 bits\s+label:\s+PIV AUTH pubkey\s+ID:\s+01/);
     assert.match(listing, /Public Key Object; EC\s+EC_POINT 256 bits/);
     assert.match(listing, /label:\s+SIGN pubkey\s+ID:\s+02/);
-    assert.doesNotMatch(listing, /Certificate Object;[^\n]*\n\s+label:\s+Certificate for PIV Authentication/, 'slot 9A is empty on this card');
+    assert.doesNotMatch(listing, /Certificate Object;[^\n]*\n\s+label:\s+Certificate for Key Management/, 'slot 9D is empty on this card');
   });
 
-  test('login lists the 9C private key', () => {
+  test('login lists both private keys', () => {
     const listing = section(piv.sections, 'pkcs11-tool-login-O', piv.run);
     assert.match(listing, /\[exit status 0\]\n$/, listing);
+    assert.match(listing, /Private Key Object; RSA\s+label:\s+PIV AUTH key\s+ID:\s+01/);
     assert.match(listing, /Private Key Object; EC\s+label:\s+SIGN key\s+ID:\s+02/);
     assert.match(listing, /Access:[^\n]*always authenticate/, 'the 9C key needs the PIN before each use');
   });
 
-  test('guest reads the provisioned certificate', () => {
-    assert.equal(guestCertificate(piv, '02').toString(), new X509Certificate(provisioned.certificatePem).toString());
+  test('guest reads the provisioned certificates', () => {
+    assert.equal(guestCertificate(piv, '01').toString(), new X509Certificate(authentication.certificatePem).toString());
+    assert.equal(guestCertificate(piv, '02').toString(), new X509Certificate(signature.certificatePem).toString());
+  });
+
+  test('RSA signature verifies with openssl', () => {
+    assertOpensslVerifies(work, piv, '01', new X509Certificate(authentication.certificatePem));
   });
 
   test('ECDSA signature verifies with openssl', () => {
-    assertOpensslVerifies(work, piv, '02', new X509Certificate(provisioned.certificatePem));
+    assertOpensslVerifies(work, piv, '02', new X509Certificate(signature.certificatePem));
+  });
+
+  test('wrong PINs count down', () => {
+    assertPinCountdown(piv);
   });
 });

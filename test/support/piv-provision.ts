@@ -37,7 +37,7 @@ export interface ProvisionedKey {
   readonly certificatePem: string;
 }
 
-/** DER DigestInfo prefix of SHA-256 (RFC 8017, section 9.2, note 1). */
+/** DER DigestInfo prefix of SHA-256, which EMSA-PKCS1-v1_5 (RFC 8017) puts before the digest. */
 const SHA256_DIGEST_INFO_PREFIX = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
 function berLength(length: number): Buffer {
@@ -150,7 +150,7 @@ function publicKeyItem(response: Uint8Array, tag: number): Uint8Array {
   return item.value;
 }
 
-/** Returns the EMSA-PKCS1-v1_5 block (RFC 8017, section 9.2) of a SHA-256 digest, which the card's raw RSA signs. */
+/** Returns the EMSA-PKCS1-v1_5 block (RFC 8017) of a SHA-256 digest, which the card signs with raw RSA. */
 function pkcs1v15Block(digest: Uint8Array, length: number): Buffer {
   const digestInfo = Buffer.concat([SHA256_DIGEST_INFO_PREFIX, digest]);
   const padding = Buffer.alloc(length - digestInfo.length - 3, 0xff);
