@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startPrivatePcscd, type PrivatePcscd } from '../test/support/private-pcscd.js';
+import { viccArguments, viccEnvironment } from '../test/support/vicc.js';
 import { SELECT_PKI_APDU, toHex } from './apdus.js';
 import { median, parseRate, runCommand } from './measure.js';
 import type { BenchRow } from './report.js';
@@ -44,13 +45,15 @@ function cardCommand(kind: CardKind, context: BenchContext, port: string): [stri
     case 'libcacard':
       return [context.libcacardDriver, ['vpcd', context.nssDatabase, '127.0.0.1', port]];
     case 'vicc':
-      return ['vicc', ['--type', 'iso7816', '--hostname', '127.0.0.1', '--port', port]];
+      return ['vicc', viccArguments(Number(port))];
   }
 }
 
 function startCard(kind: CardKind, context: BenchContext, pcscd: PrivatePcscd): RunningCard {
   const [command, args] = cardCommand(kind, context, String(pcscd.vpcdPort));
-  const env = { ...process.env, VIRTCARD_LOG_LEVEL: 'warn', VIRTCARD_BENCH_PIN: context.pin };
+  const baseEnv = { ...process.env, VIRTCARD_LOG_LEVEL: 'warn', VIRTCARD_BENCH_PIN: context.pin };
+  // Debian 12's vicc needs PYTHONPATH additions to load its own module and PyCryptodome.
+  const env = kind === 'vicc' ? viccEnvironment(baseEnv) : baseEnv;
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -24,7 +24,7 @@ export interface ViccCard {
 
 let shimFolder: string | undefined;
 
-function pythonPath(): string {
+function pythonPath(existing: string | undefined): string {
   const parts = [DEBIAN_MODULE_PATH];
   const hasCrypto = spawnSync('/usr/bin/python3', ['-c', 'import Crypto']).status === 0;
   if (!hasCrypto && existsSync(DEBIAN_CRYPTODOME)) {
@@ -35,7 +35,6 @@ function pythonPath(): string {
     }
     parts.push(shimFolder);
   }
-  const existing = process.env['PYTHONPATH'];
   return [...parts, ...(existing ? [existing] : [])].join(':');
 }
 
@@ -43,7 +42,7 @@ function pythonPath(): string {
 export function viccUnavailableReason(): string | undefined {
   if (spawnSync('which', ['vicc']).status !== 0) return 'vicc is missing: apt-get install vsmartcard-vpicc';
   const check = spawnSync('/usr/bin/python3', ['-c', 'from virtualsmartcard.VirtualSmartcard import VirtualICC'], {
-    env: { ...process.env, PYTHONPATH: pythonPath() },
+    env: viccEnvironment(),
     encoding: 'utf8',
   });
   if (check.status !== 0) {
@@ -52,12 +51,19 @@ export function viccUnavailableReason(): string | undefined {
   return undefined;
 }
 
+/** Returns `environment` with the PYTHONPATH that Debian 12's vicc needs prepended to its own. */
+export function viccEnvironment(environment: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...environment, PYTHONPATH: pythonPath(environment['PYTHONPATH']) };
+}
+
+/** Returns the arguments of `vicc --type iso7816` connecting to the vpcd reader on 127.0.0.1:`port`. */
+export function viccArguments(port: number): string[] {
+  return ['--type', 'iso7816', '--hostname', '127.0.0.1', '--port', String(port)];
+}
+
 /** Starts `vicc --type iso7816` connecting to the vpcd reader on `port`. */
 export function startVicc(port: number): ViccCard {
-  const child: ChildProcess = spawn('vicc', ['--type', 'iso7816', '--hostname', '127.0.0.1', '--port', String(port)], {
-    stdio: 'ignore',
-    env: { ...process.env, PYTHONPATH: pythonPath() },
-  });
+  const child: ChildProcess = spawn('vicc', viccArguments(port), { stdio: 'ignore', env: viccEnvironment() });
   return {
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
