@@ -32,11 +32,19 @@ function formatText(record: Record<string, unknown>): string {
 }
 
 /**
- * Every child logger made so far. Modules make their children when they are
- * imported, before the command line is parsed, and a pino child keeps the
- * level it was created with, so `setLogLevel` must reach each one.
+ * Weak references to the child loggers made so far. Modules make their
+ * children when they are imported, before the command line is parsed, and a
+ * pino child keeps the level it was created with, so `setLogLevel` must
+ * reach each one.
  */
 const children = new Set<WeakRef<Logger>>();
+
+/**
+ * Deletes the reference of each collected child. Servers make a child per
+ * connection, so without this the set would grow by one WeakRef for every
+ * connection ever accepted.
+ */
+const forgetCollectedChild = new FinalizationRegistry<WeakRef<Logger>>((reference) => children.delete(reference));
 
 function createRootLogger(): Logger {
   const level = process.env['VIRTCARD_LOG_LEVEL'] ?? 'info';
@@ -44,7 +52,9 @@ function createRootLogger(): Logger {
     level,
     redact: { paths: REDACTED_FIELDS, censor: '[redacted]' },
     onChild: (child: Logger): void => {
-      children.add(new WeakRef(child));
+      const reference = new WeakRef(child);
+      children.add(reference);
+      forgetCollectedChild.register(child, reference);
     },
   };
 
