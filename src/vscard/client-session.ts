@@ -67,22 +67,33 @@ const SUCCESS: number = VscErrorCode.Success;
 export const MESSAGE_TRACE_LEVEL = 11;
 
 /**
- * Time the guest gets to read the last APDU response before CardRemove
- * follows it, in milliseconds. QEMU 7.2's usb-ccid clears its queue of
- * unread bulk-IN responses when the card is removed, so a response sent just
- * before CardRemove would be lost and the guest's command would never end.
+ * Quiet time, in milliseconds, that must follow the last reply to an APDU
+ * (a response or a VSC_Error) before CardRemove is sent. QEMU 7.2's usb-ccid
+ * clears its queue of unread bulk-IN messages when the card is removed
+ * (ccid_card_card_removed calls ccid_reset), so a response sent just before
+ * CardRemove is lost and the guest's command never ends. A guest under
+ * software emulation on a loaded host may take hundreds of milliseconds (an
+ * estimate) to read its response, hence a full second.
  */
-export const CARD_REMOVE_GRACE_MS = 250;
+export const CARD_REMOVE_GRACE_MS = 1000;
+
+/**
+ * Maximum time CardRemove is held back, in milliseconds, so that a guest
+ * that keeps sending APDUs to a removed card still learns of the removal.
+ */
+export const CARD_REMOVE_MAX_HOLD_MS = 10_000;
 
 export class VscClientSession {
   private state: SessionState = 'handshake';
   private readerId = UNDEFINED_READER_ID;
   private cardAnnounced = false;
   private readonly acknowledgements: Acknowledged[] = [];
-  /** When the last APDU response was sent, from performance.now(). */
-  private lastResponseAt = Number.NEGATIVE_INFINITY;
-  /** CardRemove held back until the guest has read the last response. */
+  /** When the last reply to an APDU (response or VSC_Error) was sent, from performance.now(). */
+  private lastReplyAt = Number.NEGATIVE_INFINITY;
+  /** CardRemove held back until the guest has read the last reply. */
   private delayedCardRemove: NodeJS.Timeout | undefined;
+  /** When the held CardRemove must go out at the latest, from performance.now(). */
+  private cardRemoveDeadline = 0;
   /** Serialises APDU responses and Flush replies so they leave in arrival order. */
   private work: Promise<void> = Promise.resolve();
   private readonly tracer = new ApduTracer();
@@ -100,13 +111,13 @@ export class VscClientSession {
     if (this.state !== 'ready' || !this.cardAnnounced) return;
     this.cardAnnounced = false;
 
-    const wait = this.lastResponseAt + CARD_REMOVE_GRACE_MS - performance.now();
-    if (wait <= 0) {
+    if (performance.now() - this.lastReplyAt >= CARD_REMOVE_GRACE_MS) {
       this.sendMessage({ type: VscMessageType.CardRemove, readerId: this.readerId });
       return;
     }
-    this.log.debug({ waitMs: Math.ceil(wait) }, 'holding CardRemove back until the guest has read the last response');
-    this.delayedCardRemove = setTimeout(() => this.sendDelayedCardRemove(), wait);
+    this.log.debug('holding CardRemove back until the guest has read the last reply');
+    this.cardRemoveDeadline = performance.now() + CARD_REMOVE_MAX_HOLD_MS;
+    this.scheduleCardRemove();
   };
 
   private readonly onClose = (): void => {
@@ -253,6 +264,23 @@ export class VscClientSession {
     });
   }
 
+  /**
+   * Arms the timer of the held CardRemove for the end of the quiet time
+   * after the last reply. APDUs that arrive meanwhile get VSC_Error, and each
+   * of those replies restarts the quiet time, up to the deadline.
+   */
+  private scheduleCardRemove(): void {
+    const now = performance.now();
+    const wait = Math.min(this.lastReplyAt + CARD_REMOVE_GRACE_MS, this.cardRemoveDeadline) - now;
+    this.delayedCardRemove = setTimeout(() => {
+      if (performance.now() - this.lastReplyAt < CARD_REMOVE_GRACE_MS && performance.now() < this.cardRemoveDeadline) {
+        this.scheduleCardRemove();
+        return;
+      }
+      this.sendDelayedCardRemove();
+    }, Math.max(0, wait));
+  }
+
   /** Sends a CardRemove that `onRemove` held back, if one is waiting. */
   private sendDelayedCardRemove(): void {
     if (this.delayedCardRemove === undefined) return;
@@ -280,7 +308,7 @@ export class VscClientSession {
 
     if (this.state !== 'ready' || !this.cardAnnounced) {
       this.log.warn({ state: this.state }, 'APDU received while no card is announced; sending VSC_Error instead of a response');
-      this.sendError(VscErrorCode.GeneralError);
+      this.sendApduError();
       return;
     }
 
@@ -294,18 +322,24 @@ export class VscClientSession {
         this.log.error({ err: error }, 'the card failed to process an APDU; sending VSC_Error instead of a response');
       }
       if (traceApdus) this.options.trace?.write('APDU < (no response: VSC_Error sent)');
-      this.sendError(VscErrorCode.GeneralError);
+      this.sendApduError();
       return;
     }
 
     if (response.length > MAX_PAYLOAD_LENGTH) {
       this.log.error({ length: response.length }, 'response APDU longer than QEMU accepts; sending VSC_Error instead');
-      this.sendError(VscErrorCode.GeneralError);
+      this.sendApduError();
       return;
     }
     if (traceApdus) this.options.trace?.write(`APDU < ${this.tracer.response(response)}`);
     this.sendMessage({ type: VscMessageType.Apdu, readerId: this.readerId, apdu: response });
-    this.lastResponseAt = performance.now();
+    this.lastReplyAt = performance.now();
+  }
+
+  /** Replies to an APDU with VSC_Error, which QEMU queues for the guest like a response. */
+  private sendApduError(): void {
+    this.sendError(VscErrorCode.GeneralError);
+    this.lastReplyAt = performance.now();
   }
 
   private sendError(code: VscErrorCode): void {

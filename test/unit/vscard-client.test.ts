@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { EchoReader, ECHO_ATR } from '../../src/reader/echo-reader.js';
 import { VscClient } from '../../src/vscard/client-connection.js';
@@ -262,6 +263,33 @@ test('client reports card removal and insertion', async () => {
 
     reader.insert();
     await connection.waitFor((messages) => hasAtr(messages, 2), 'a second ATR');
+  });
+});
+
+test('client holds CardRemove while the guest still gets replies', async () => {
+  const qemu = new FakeQemu();
+  const port = await qemu.listen();
+  const reader = new EchoReader('Test');
+  await withClient(qemu, port, reader, async () => {
+    const connection = await qemu.connection(0);
+    await connection.waitFor((messages) => hasAtr(messages), 'the ATR');
+    const count = (type: VscMessageType): number => connection.received.filter((message) => message.type === type).length;
+
+    connection.send({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(0, 0xa4, 4, 0) });
+    await connection.waitFor(() => count(VscMessageType.Apdu) === 1, 'the APDU response');
+    reader.remove();
+
+    // The guest sends another APDU to the removed card before the quiet time ends.
+    // It gets VSC_Error, and the quiet time starts again from that reply.
+    await sleep(CARD_REMOVE_GRACE_MS / 2);
+    connection.send({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(0, 0xb0, 0, 0) });
+    await connection.waitFor(() => count(VscMessageType.Error) === 1, 'VSC_Error for the APDU to the removed card');
+    const errorAt = performance.now();
+    assert.equal(count(VscMessageType.CardRemove), 0, 'CardRemove must not overtake the reply to the second APDU');
+
+    await connection.waitFor(() => count(VscMessageType.CardRemove) === 1, 'CardRemove');
+    const heldMs = performance.now() - errorAt;
+    assert.ok(heldMs >= CARD_REMOVE_GRACE_MS - 20, `CardRemove came ${heldMs.toFixed(0)} ms after the VSC_Error`);
   });
 });
 
