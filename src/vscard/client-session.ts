@@ -94,6 +94,8 @@ export class VscClientSession {
   private delayedCardRemove: NodeJS.Timeout | undefined;
   /** When the held CardRemove must go out at the latest, from performance.now(). */
   private cardRemoveDeadline = 0;
+  /** APDUs received from QEMU and not yet replied to. */
+  private apdusInProgress = 0;
   /** Serialises APDU responses and Flush replies so they leave in arrival order. */
   private work: Promise<void> = Promise.resolve();
   private readonly tracer = new ApduTracer();
@@ -111,11 +113,11 @@ export class VscClientSession {
     if (this.state !== 'ready' || !this.cardAnnounced) return;
     this.cardAnnounced = false;
 
-    if (performance.now() - this.lastReplyAt >= CARD_REMOVE_GRACE_MS) {
+    if (this.canSendCardRemove()) {
       this.sendMessage({ type: VscMessageType.CardRemove, readerId: this.readerId });
       return;
     }
-    this.log.debug('holding CardRemove back until the guest has read the last reply');
+    this.log.debug({ apdusInProgress: this.apdusInProgress }, 'holding CardRemove back until the guest has read the last reply');
     this.cardRemoveDeadline = performance.now() + CARD_REMOVE_MAX_HOLD_MS;
     this.scheduleCardRemove();
   };
@@ -160,7 +162,8 @@ export class VscClientSession {
         break;
       case VscMessageType.Apdu: {
         const apdu = message.apdu;
-        this.work = this.work.then(() => this.respondToApdu(apdu));
+        this.apdusInProgress += 1;
+        this.work = this.work.then(() => this.respondToApdu(apdu)).finally(() => (this.apdusInProgress -= 1));
         break;
       }
       case VscMessageType.Flush:
@@ -265,15 +268,28 @@ export class VscClientSession {
   }
 
   /**
+   * Tells whether CardRemove can go out without losing a reply: no APDU is
+   * waiting for the card, and the last reply is older than the quiet time.
+   * An APDU that was in flight when the card went away still gets its reply
+   * (6F 00 from a relayed card, or VSC_Error), and QEMU would drop that reply
+   * if CardRemove came first.
+   */
+  private canSendCardRemove(): boolean {
+    return this.apdusInProgress === 0 && performance.now() - this.lastReplyAt >= CARD_REMOVE_GRACE_MS;
+  }
+
+  /**
    * Arms the timer of the held CardRemove for the end of the quiet time
-   * after the last reply. APDUs that arrive meanwhile get VSC_Error, and each
-   * of those replies restarts the quiet time, up to the deadline.
+   * after the last reply, or for one quiet time later while an APDU is still
+   * in progress. APDUs that arrive meanwhile get VSC_Error, and each of those
+   * replies restarts the quiet time, up to the deadline.
    */
   private scheduleCardRemove(): void {
     const now = performance.now();
-    const wait = Math.min(this.lastReplyAt + CARD_REMOVE_GRACE_MS, this.cardRemoveDeadline) - now;
+    const quietEnd = this.apdusInProgress > 0 ? now + CARD_REMOVE_GRACE_MS : this.lastReplyAt + CARD_REMOVE_GRACE_MS;
+    const wait = Math.min(quietEnd, this.cardRemoveDeadline) - now;
     this.delayedCardRemove = setTimeout(() => {
-      if (performance.now() - this.lastReplyAt < CARD_REMOVE_GRACE_MS && performance.now() < this.cardRemoveDeadline) {
+      if (!this.canSendCardRemove() && performance.now() < this.cardRemoveDeadline) {
         this.scheduleCardRemove();
         return;
       }

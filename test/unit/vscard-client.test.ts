@@ -266,6 +266,47 @@ test('client reports card removal and insertion', async () => {
   });
 });
 
+/** An echo reader whose card stops answering until `release` is called, like a relayed card that hangs. */
+class StalledReader extends EchoReader {
+  private gate: Promise<void> | undefined;
+  release: () => void = () => undefined;
+
+  stall(): void {
+    this.gate = new Promise<void>((resolve) => (this.release = resolve));
+  }
+
+  override async transmit(): Promise<Uint8Array> {
+    await this.gate;
+    return Uint8Array.of(0x6f, 0x00);
+  }
+}
+
+test('client sends CardRemove after the reply in flight', async () => {
+  const qemu = new FakeQemu();
+  const port = await qemu.listen();
+  const reader = new StalledReader('Test');
+  await withClient(qemu, port, reader, async () => {
+    const connection = await qemu.connection(0);
+    await connection.waitFor((messages) => hasAtr(messages), 'the ATR');
+    const types = (): VscMessageType[] =>
+      connection.received.map((message) => message.type).filter((type) => type === VscMessageType.Apdu || type === VscMessageType.CardRemove);
+
+    // The card hangs during an APDU and is removed long after the last reply, so
+    // only the APDU in flight can hold CardRemove back. QEMU would drop its reply
+    // if CardRemove came first.
+    reader.stall();
+    connection.send({ type: VscMessageType.Apdu, readerId: 0, apdu: Uint8Array.of(0, 0xa4, 4, 0) });
+    await sleep(CARD_REMOVE_GRACE_MS + 100);
+    reader.remove();
+    await sleep(200);
+    assert.deepEqual(types(), [], 'CardRemove must wait for the reply to the APDU in flight');
+
+    reader.release();
+    await connection.waitFor(() => types().length === 2, 'the reply and CardRemove');
+    assert.deepEqual(types(), [VscMessageType.Apdu, VscMessageType.CardRemove]);
+  });
+});
+
 test('client holds CardRemove while the guest still gets replies', async () => {
   const qemu = new FakeQemu();
   const port = await qemu.listen();
