@@ -111,7 +111,8 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
   after(async () => {
     await virtcard?.stop().catch(() => undefined);
     await pcscd?.stop();
-    if (work !== undefined) rmSync(work, { recursive: true, force: true });
+    // VIRTCARD_TEST_KEEP_WORK=1 keeps the logs of the virtcard card processes for a look afterwards.
+    if (work !== undefined && process.env['VIRTCARD_TEST_KEEP_WORK'] !== '1') rmSync(work, { recursive: true, force: true });
   });
 
   test('guest lists and signs with the host card', async () => {
@@ -203,7 +204,8 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
     let clientLog = '';
     client.stdout.setEncoding('utf8').on('data', (text: string) => (clientLog += text));
     client.stderr.setEncoding('utf8').on('data', (text: string) => (clientLog += text));
-    const clientExit = once(client, 'exit');
+    // 'close' comes after the last output; 'exit' may come before it.
+    const clientClosed = once(client, 'close');
 
     const consoleFile = join(work, 'replug.console');
     writeFileSync(consoleFile, '');
@@ -306,7 +308,7 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
     } finally {
       clearInterval(poll);
       client.kill('SIGTERM');
-      await clientExit;
+      await clientClosed;
       await secondCard?.stop().catch(() => undefined);
     }
     note('guest finished');
@@ -315,7 +317,9 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
     const waits = [...sections].filter(([name]) => name.startsWith('wait-')).map(([name, section]) => `${name}: ${section.text.trim()}`);
     t.diagnostic(`guest waits: ${waits.join('; ')}`);
 
-    const context = `\n--- guest stdout:\n${guestOut.slice(-12_000)}\n--- guest stderr:\n${guestErr.slice(-4000)}\n--- client:\n${clientLog.slice(-8000)}`;
+    // Every section in short, then the raw end of the output for a step that never finished.
+    const digest = [...sections].map(([name, found]) => `## ${name} rc=${found.status}\n${found.text.trim().slice(-1500)}`).join('\n');
+    const context = `\n--- timings: ${timings.join('; ')}\n--- guest sections:\n${digest}\n--- end of guest stdout:\n${guestOut.slice(-3000)}\n--- guest stderr:\n${guestErr.slice(-4000)}\n--- client:\n${clientLog.slice(-8000)}\n--- host pcscd log:\n${pcscd.log().slice(-3000)}`;
     assert.equal(actionError, undefined, `a host action failed: ${String(actionError)}${context}`);
     assert.equal(code, 0, `guest run failed${context}`);
     const section = (name: string): { text: string; status: number } => {
@@ -348,6 +352,7 @@ describe('client --pcsc with QEMU passthru', { skip }, () => {
     assert.ok(unplug.loopApdusBeforeStop >= 5, `the guest's APDU loop did not reach the host before the unplug${context}`);
     assert.ok(unplug.clientRunning, `the client exited after the card was killed${context}`);
     const loop = section('apdu-loop');
+    assert.notEqual(loop.status, 124, `the guest's APDU loop never got the answer to its APDU in flight during the unplug${context}`);
     assert.notEqual(loop.status, 0, `the guest's APDU loop ended without an error${context}`);
     assert.match(loop.text, /SW1=0x6A, SW2=0x82/, `the loop APDUs reached the card before the unplug${context}`);
     assert.match(loop.text, /SW1=0x6F, SW2=0x00/, `the APDU in flight during the unplug returned 6F 00${context}`);

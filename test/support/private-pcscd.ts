@@ -83,7 +83,9 @@ export async function startPrivatePcscd(options: { logApdus?: boolean } = {}): P
   );
 
   const logPath = join(folder, 'pcscd.log');
-  const pcscdArgs = ['-f', '--info', '-c', configFolder, ...(options.logApdus ? ['--apdu'] : [])];
+  // VIRTCARD_TEST_PCSCD_DEBUG=1 makes pcscd log every driver call, for chasing a hang by hand.
+  const level = process.env['VIRTCARD_TEST_PCSCD_DEBUG'] === '1' ? '--debug' : '--info';
+  const pcscdArgs = ['-f', level, '-c', configFolder, ...(options.logApdus ? ['--apdu'] : [])];
   const script = `mkdir -p /run/pcscd && mount --bind "$1" /run/pcscd && shift && exec pcscd "$@" >>"${logPath}" 2>&1`;
   const child: ChildProcess = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', runFolder, ...pcscdArgs], {
     stdio: 'ignore',

@@ -21,7 +21,7 @@ uptime_seconds() {
 # Prints "Yes" or "No" for the card column of reader $1 in opensc-tool -l,
 # or nothing when there is no such reader.
 reader_card_state() {
-    opensc-tool -l 2>/dev/null | awk -v reader="$1" '$1 == reader { print $2; exit }'
+    timeout 20 opensc-tool -l 2>/dev/null | awk -v reader="$1" '$1 == reader { print $2; exit }'
 }
 
 # Waits up to about 30 s for reader $1's card state to become $2. Prints the
@@ -43,34 +43,48 @@ wait_reader_state() {
 
 run wait-first-card wait_reader_state 0 Yes
 run wait-second-reader wait_reader_state 1 No
-run readers-start opensc-tool -l
+run readers-start timeout 60 opensc-tool -l
 
 tell_host stop-card
 run wait-removed wait_reader_state 0 No
-run readers-stopped opensc-tool -l
+run readers-stopped timeout 60 opensc-tool -l
 
 tell_host start-card
 run wait-reinserted wait_reader_state 0 Yes
-run pkcs11-tool-L-restarted pkcs11-tool --module "$OSC" -L
+run pkcs11-tool-L-restarted timeout 60 pkcs11-tool --module "$OSC" -L
 
 tell_host second-card
 run wait-second-card wait_reader_state 1 Yes
-run opensc-tool-a-second opensc-tool -r 1 -a
-run pkcs11-tool-L-both pkcs11-tool --module "$OSC" -L
+run opensc-tool-a-second timeout 60 opensc-tool -r 1 -a
+run pkcs11-tool-L-both timeout 60 pkcs11-tool --module "$OSC" -L
 
-apdus=""
-i=0
-while [ $i -lt $APDU_LOOP_LENGTH ]; do
-    apdus="$apdus -s $LOOP_APDU"
-    i=$((i + 1))
-done
+# Runs the APDU loop on reader 0 and prints, instead of its thousands of
+# lines, how often each status word came back and how the loop ended. The
+# timeout turns a command that never gets its response into a visible failure
+# (status 124) instead of a guest run that hangs until the host gives up.
+apdu_loop() {
+    apdus=""
+    i=0
+    while [ $i -lt $APDU_LOOP_LENGTH ]; do
+        apdus="$apdus -s $LOOP_APDU"
+        i=$((i + 1))
+    done
+    # shellcheck disable=SC2086 # $apdus is a list of arguments.
+    timeout 120 opensc-tool -r 0 $apdus > /tmp/apdu-loop.out 2>&1
+    status=$?
+    echo "answers:"
+    grep '^Received' /tmp/apdu-loop.out | sort | uniq -c
+    echo "last lines:"
+    tail -n 4 /tmp/apdu-loop.out
+    return $status
+}
+
 tell_host unplug-mid-apdu
-# shellcheck disable=SC2086 # $apdus is a list of arguments.
-run apdu-loop opensc-tool -r 0 $apdus
+run apdu-loop apdu_loop
 run wait-unplugged wait_reader_state 0 No
-run opensc-tool-a-second-after-unplug opensc-tool -r 1 -a
+run opensc-tool-a-second-after-unplug timeout 60 opensc-tool -r 1 -a
 
 tell_host start-card-again
 run wait-back wait_reader_state 0 Yes
-run pkcs11-tool-L-back pkcs11-tool --module "$OSC" -L
+run pkcs11-tool-L-back timeout 60 pkcs11-tool --module "$OSC" -L
 echo "##### DONE"
