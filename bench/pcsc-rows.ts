@@ -144,7 +144,137 @@ function ratioRow(
   };
 }
 
-export async function runPcscRows(context: BenchContext): Promise<BenchRow[]> {
+/** Groups of rows that `runPcscRows` can run on their own (`npm run bench -- --only NAME`). */
+export const PCSC_ROW_GROUPS = ['vpcd', 'pkcs11-tool', 'sign'] as const;
+export type PcscRowGroup = (typeof PCSC_ROW_GROUPS)[number];
+
+/** Measures APDU round trips per second through vpcd for every card kind. */
+async function roundTripRows(context: BenchContext, pcscd: PrivatePcscd): Promise<BenchRow[]> {
+  const apdu = toHex(SELECT_PKI_APDU);
+  const cardFailures = new Map<CardKind, string>();
+  const roundTrips = await interleave(
+    ['echo', 'virtcard', 'libcacard', 'vicc'],
+    context,
+    pcscd,
+    async () => {
+      const result = await runCommand(context.pcscLoop, [VPCD_READER, String(context.seconds), apdu], { env: pcscd.env });
+      return parseRate(result.stdout, 'pcsc-loop');
+    },
+    { kinds: ['vicc'], failures: cardFailures },
+  );
+  const viccProblem = cardFailures.get('vicc');
+  const loopCommand = `pcsc-loop "${VPCD_READER}" ${context.seconds} ${apdu}`;
+
+  const viccRow: BenchRow =
+    viccProblem === undefined
+      ? {
+          ...ratioRow('vpcd round trips/s, virtcard echo card (reference: vsmartcard vicc)', roundTrips, 'echo', 'vicc', 1.0, true, loopCommand),
+          target: 'informative',
+          met: undefined,
+          note: 'informative: vicc --type iso7816',
+        }
+      : {
+          name: 'vpcd round trips/s, vsmartcard vicc',
+          virtcard: undefined,
+          reference: undefined,
+          ratio: undefined,
+          target: 'informative',
+          met: undefined,
+          command: 'vicc --type iso7816',
+          note: `not measured: ${viccProblem}`,
+        };
+  return [
+    ratioRow('vpcd round trips/s, virtcard CAC card (reference: echo card)', roundTrips, 'virtcard', 'echo', 0.95, true, loopCommand),
+    ratioRow('vpcd round trips/s, virtcard CAC card (reference: libcacard card)', roundTrips, 'virtcard', 'libcacard', 1.0, true, loopCommand),
+    viccRow,
+  ];
+}
+
+/**
+ * Times `pkcs11-tool -O` against virtcard's card and libcacard's. The first
+ * run after the card starts meets cold code (V8 compiles virtcard's card
+ * lazily), so each round times one cold run and then the median of three
+ * warm runs.
+ */
+async function listObjectsRows(context: BenchContext, pcscd: PrivatePcscd, clientEnv: NodeJS.ProcessEnv): Promise<BenchRow[]> {
+  const listObjectsOnce = async (): Promise<number> => {
+    const result = await runCommand('pkcs11-tool', ['--module', OPENSC_MODULE, '-O'], { env: clientEnv });
+    const certificates = result.stdout.match(/^Certificate Object/gm)?.length ?? 0;
+    if (certificates !== 3) throw new Error(`pkcs11-tool -O listed ${certificates} certificates instead of 3:\n${result.stdout}${result.stderr}`);
+    return result.seconds;
+  };
+  const warmListObjects = new Map<CardKind, number[]>([
+    ['virtcard', []],
+    ['libcacard', []],
+  ]);
+  const coldListObjects = await interleave(['virtcard', 'libcacard'], context, pcscd, async (kind) => {
+    const cold = await listObjectsOnce();
+    const warm = [await listObjectsOnce(), await listObjectsOnce(), await listObjectsOnce()];
+    warmListObjects.get(kind)!.push(median(warm));
+    return cold;
+  });
+
+  return [
+    ratioRow(
+      'pkcs11-tool -O wall time, s, first run after the card starts (reference: libcacard card)',
+      coldListObjects,
+      'virtcard',
+      'libcacard',
+      1.0,
+      false,
+      'pkcs11-tool --module opensc-pkcs11.so -O',
+    ),
+    ratioRow(
+      'pkcs11-tool -O wall time, s, later runs (reference: libcacard card)',
+      warmListObjects,
+      'virtcard',
+      'libcacard',
+      1.0,
+      false,
+      'pkcs11-tool --module opensc-pkcs11.so -O',
+    ),
+  ];
+}
+
+/** Measures RSA-2048 signatures per second through OpenSC's PKCS#11 module. */
+async function signatureRows(context: BenchContext, pcscd: PrivatePcscd, clientEnv: NodeJS.ProcessEnv): Promise<BenchRow[]> {
+  const signLoop = path.join(context.scriptFolder, 'pkcs11-sign-loop.js');
+  const signatures = await interleave(['virtcard-files', 'virtcard', 'libcacard'], context, pcscd, async () => {
+    const result = await runCommand(process.execPath, [signLoop, String(context.seconds * 2), OPENSC_MODULE], {
+      env: { ...clientEnv, VIRTCARD_BENCH_PIN: context.pin },
+    });
+    return parseRate(result.stdout, 'pkcs11-sign-loop');
+  });
+
+  return [
+    ratioRow(
+      'RSA-2048 signatures/s via OpenSC PKCS#11, virtcard on PEM key files (reference: libcacard card on NSS)',
+      signatures,
+      'virtcard-files',
+      'libcacard',
+      10,
+      true,
+      `node dist/bench-bundle/pkcs11-sign-loop.js ${context.seconds * 2}`,
+    ),
+    {
+      ...ratioRow(
+        'RSA-2048 signatures/s via OpenSC PKCS#11, virtcard on NSS (reference: libcacard card on NSS)',
+        signatures,
+        'virtcard',
+        'libcacard',
+        1,
+        true,
+        `node dist/bench-bundle/pkcs11-sign-loop.js ${context.seconds * 2}`,
+      ),
+      target: 'informative',
+      met: undefined,
+      note: 'informative: both cards sign through NSS softokn',
+    },
+  ];
+}
+
+/** Runs the row groups in `groups` (all by default) against one private pcscd, in table order. */
+export async function runPcscRows(context: BenchContext, groups: ReadonlySet<PcscRowGroup> = new Set(PCSC_ROW_GROUPS)): Promise<BenchRow[]> {
   const pcscd = await startPrivatePcscd();
   // OpenSC's file cache would let later pkcs11-tool runs skip the card, so turn it off.
   const openscConfig = path.join(context.workFolder, 'opensc.conf');
@@ -152,112 +282,11 @@ export async function runPcscRows(context: BenchContext): Promise<BenchRow[]> {
   const clientEnv = { ...pcscd.env, OPENSC_CONF: openscConfig };
 
   try {
-    const apdu = toHex(SELECT_PKI_APDU);
-    const cardFailures = new Map<CardKind, string>();
-    const roundTrips = await interleave(
-      ['echo', 'virtcard', 'libcacard', 'vicc'],
-      context,
-      pcscd,
-      async () => {
-        const result = await runCommand(context.pcscLoop, [VPCD_READER, String(context.seconds), apdu], { env: pcscd.env });
-        return parseRate(result.stdout, 'pcsc-loop');
-      },
-      { kinds: ['vicc'], failures: cardFailures },
-    );
-    const viccProblem = cardFailures.get('vicc');
-    const loopCommand = `pcsc-loop "${VPCD_READER}" ${context.seconds} ${apdu}`;
-
-    // The first run after the card starts meets cold code (V8 compiles virtcard's card lazily), so
-    // each round times one cold run and then the median of three warm runs.
-    const listObjectsOnce = async (): Promise<number> => {
-      const result = await runCommand('pkcs11-tool', ['--module', OPENSC_MODULE, '-O'], { env: clientEnv });
-      const certificates = result.stdout.match(/^Certificate Object/gm)?.length ?? 0;
-      if (certificates !== 3) throw new Error(`pkcs11-tool -O listed ${certificates} certificates instead of 3:\n${result.stdout}${result.stderr}`);
-      return result.seconds;
-    };
-    const warmListObjects = new Map<CardKind, number[]>([
-      ['virtcard', []],
-      ['libcacard', []],
-    ]);
-    const coldListObjects = await interleave(['virtcard', 'libcacard'], context, pcscd, async (kind) => {
-      const cold = await listObjectsOnce();
-      const warm = [await listObjectsOnce(), await listObjectsOnce(), await listObjectsOnce()];
-      warmListObjects.get(kind)!.push(median(warm));
-      return cold;
-    });
-
-    const signLoop = path.join(context.scriptFolder, 'pkcs11-sign-loop.js');
-    const signatures = await interleave(['virtcard-files', 'virtcard', 'libcacard'], context, pcscd, async () => {
-      const result = await runCommand(process.execPath, [signLoop, String(context.seconds * 2), OPENSC_MODULE], {
-        env: { ...clientEnv, VIRTCARD_BENCH_PIN: context.pin },
-      });
-      return parseRate(result.stdout, 'pkcs11-sign-loop');
-    });
-
-    const viccRow: BenchRow =
-      viccProblem === undefined
-        ? {
-            ...ratioRow('vpcd round trips/s, virtcard echo card (reference: vsmartcard vicc)', roundTrips, 'echo', 'vicc', 1.0, true, loopCommand),
-            target: 'informative',
-            met: undefined,
-            note: 'informative: vicc --type iso7816',
-          }
-        : {
-            name: 'vpcd round trips/s, vsmartcard vicc',
-            virtcard: undefined,
-            reference: undefined,
-            ratio: undefined,
-            target: 'informative',
-            met: undefined,
-            command: 'vicc --type iso7816',
-            note: `not measured: ${viccProblem}`,
-          };
-    return [
-      ratioRow('vpcd round trips/s, virtcard CAC card (reference: echo card)', roundTrips, 'virtcard', 'echo', 0.95, true, loopCommand),
-      ratioRow('vpcd round trips/s, virtcard CAC card (reference: libcacard card)', roundTrips, 'virtcard', 'libcacard', 1.0, true, loopCommand),
-      viccRow,
-      ratioRow(
-        'pkcs11-tool -O wall time, s, first run after the card starts (reference: libcacard card)',
-        coldListObjects,
-        'virtcard',
-        'libcacard',
-        1.0,
-        false,
-        'pkcs11-tool --module opensc-pkcs11.so -O',
-      ),
-      ratioRow(
-        'pkcs11-tool -O wall time, s, later runs (reference: libcacard card)',
-        warmListObjects,
-        'virtcard',
-        'libcacard',
-        1.0,
-        false,
-        'pkcs11-tool --module opensc-pkcs11.so -O',
-      ),
-      ratioRow(
-        'RSA-2048 signatures/s via OpenSC PKCS#11, virtcard on PEM key files (reference: libcacard card on NSS)',
-        signatures,
-        'virtcard-files',
-        'libcacard',
-        10,
-        true,
-        `node dist/bench-bundle/pkcs11-sign-loop.js ${context.seconds * 2}`,
-      ),
-      {
-        ...ratioRow(
-          'RSA-2048 signatures/s via OpenSC PKCS#11, virtcard on NSS (reference: libcacard card on NSS)',
-          signatures,
-          'virtcard',
-          'libcacard',
-          1,
-          true,
-          `node dist/bench-bundle/pkcs11-sign-loop.js ${context.seconds * 2}`,
-        ),
-        target: 'informative',
-        met: undefined,
-        note: 'informative: both cards sign through NSS softokn',
-      },
-    ];
+    const rows: BenchRow[] = [];
+    if (groups.has('vpcd')) rows.push(...(await roundTripRows(context, pcscd)));
+    if (groups.has('pkcs11-tool')) rows.push(...(await listObjectsRows(context, pcscd, clientEnv)));
+    if (groups.has('sign')) rows.push(...(await signatureRows(context, pcscd, clientEnv)));
+    return rows;
   } finally {
     await pcscd.stop();
   }

@@ -4,7 +4,11 @@
  * The results also replace the part of docs/benchmarks.md between the
  * `bench:start` and `bench:end` markers.
  *
- *   npm run bench [-- --rounds N] [--seconds S] [--no-write]
+ *   npm run bench [-- --rounds N] [--seconds S] [--no-write] [--only GROUP[,GROUP...]]
+ *
+ * GROUP is one of engine, vpcd, pkcs11-tool, sign, decoder, host (see
+ * ROW_GROUPS). `--only` prints the rows of those groups and leaves the page
+ * unchanged, because the table there lists every row.
  *
  * `npm run bench` bundles this script and the loop programs it starts with
  * esbuild into dist/bench-bundle first, so a rebuild of dist/ during the run
@@ -24,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { buildReport, type BenchRow } from './report.js';
 import { runEngineRows } from './engine-rows.js';
 import { runHostRows } from './host-row.js';
-import { runPcscRows } from './pcsc-rows.js';
+import { PCSC_ROW_GROUPS, runPcscRows, type PcscRowGroup } from './pcsc-rows.js';
 import { measureVscardDecode } from './vscard-decode.js';
 import { median } from './measure.js';
 import { BENCH_NICKNAMES } from './apdus.js';
@@ -107,7 +111,29 @@ function describeMachine(): string[] {
   ];
 }
 
-function parseOptions(argv: readonly string[]): { rounds: number; seconds: number; write: boolean } {
+/** Groups of table rows, in table order. `--only` selects among them. */
+const ROW_GROUPS = ['engine', ...PCSC_ROW_GROUPS, 'decoder', 'host'] as const;
+type RowGroup = (typeof ROW_GROUPS)[number];
+
+interface BenchOptions {
+  rounds: number;
+  seconds: number;
+  write: boolean;
+  groups: ReadonlySet<RowGroup>;
+}
+
+function parseGroups(text: string | undefined): Set<RowGroup> {
+  if (text === undefined || text.startsWith('--')) throw new Error(`--only is missing its groups: give one or more of ${ROW_GROUPS.join(', ')}, separated by commas`);
+  const groups = new Set<RowGroup>();
+  for (const name of text.split(',')) {
+    const group = ROW_GROUPS.find((known) => known === name);
+    if (group === undefined) throw new Error(`--only got the unknown group "${name}". Use one or more of ${ROW_GROUPS.join(', ')}`);
+    groups.add(group);
+  }
+  return groups;
+}
+
+function parseOptions(argv: readonly string[]): BenchOptions {
   const valueOf = (name: string, fallback: number): number => {
     const index = argv.indexOf(name);
     if (index < 0) return fallback;
@@ -115,7 +141,50 @@ function parseOptions(argv: readonly string[]): { rounds: number; seconds: numbe
     if (!(value > 0)) throw new Error(`${name} needs a positive number, got "${argv[index + 1]}"`);
     return value;
   };
-  return { rounds: valueOf('--rounds', 5), seconds: valueOf('--seconds', 1.5), write: !argv.includes('--no-write') };
+  const onlyIndex = argv.indexOf('--only');
+  const groups = onlyIndex < 0 ? new Set(ROW_GROUPS) : parseGroups(argv[onlyIndex + 1]);
+  return {
+    rounds: valueOf('--rounds', 5),
+    seconds: valueOf('--seconds', 1.5),
+    // A partial table must not replace the full one on the page.
+    write: onlyIndex < 0 && !argv.includes('--no-write'),
+    groups,
+  };
+}
+
+/** Measures the VSCard decoder in process against two copy references. */
+function decoderRows(options: BenchOptions): BenchRow[] {
+  const decoderRates: number[] = [];
+  const messageCopyRates: number[] = [];
+  const chunkCopyRates: number[] = [];
+  for (let round = 0; round < options.rounds; round++) {
+    const rates = measureVscardDecode(options.seconds / 2);
+    decoderRates.push(rates.decoderMBps);
+    messageCopyRates.push(rates.messageCopyMBps);
+    chunkCopyRates.push(rates.chunkCopyMBps);
+  }
+  const ratioPerRound = (references: number[]): number => median(decoderRates.map((rate, index) => rate / references[index]!));
+  return [
+    {
+      name: 'VSCard decoder, MB/s (reference: copy of the same stream message by message)',
+      virtcard: median(decoderRates),
+      reference: median(messageCopyRates),
+      ratio: ratioPerRound(messageCopyRates),
+      target: '≥ 0.5×',
+      met: ratioPerRound(messageCopyRates) >= 0.5,
+      command: 'in-process: bench/vscard-decode.ts, 16 KiB chunks of APDU messages',
+    },
+    {
+      name: 'VSCard decoder, MB/s (reference: copy of the same 16 KiB chunks, no framing)',
+      virtcard: median(decoderRates),
+      reference: median(chunkCopyRates),
+      ratio: ratioPerRound(chunkCopyRates),
+      target: 'informative',
+      met: undefined,
+      command: 'in-process: bench/vscard-decode.ts, 16 KiB chunks of APDU messages',
+      note: 'informative: memory bandwidth, no per-message work',
+    },
+  ];
 }
 
 async function main(): Promise<void> {
@@ -146,39 +215,12 @@ async function main(): Promise<void> {
 
     const started = Date.now();
     const rows: BenchRow[] = [];
-    rows.push(...(await runEngineRows(context)));
-    rows.push(...(await runPcscRows(context)));
-
-    const decoderRates: number[] = [];
-    const messageCopyRates: number[] = [];
-    const chunkCopyRates: number[] = [];
-    for (let round = 0; round < options.rounds; round++) {
-      const rates = measureVscardDecode(options.seconds / 2);
-      decoderRates.push(rates.decoderMBps);
-      messageCopyRates.push(rates.messageCopyMBps);
-      chunkCopyRates.push(rates.chunkCopyMBps);
-    }
-    const ratioPerRound = (references: number[]): number => median(decoderRates.map((rate, index) => rate / references[index]!));
-    rows.push({
-      name: 'VSCard decoder, MB/s (reference: copy of the same stream message by message)',
-      virtcard: median(decoderRates),
-      reference: median(messageCopyRates),
-      ratio: ratioPerRound(messageCopyRates),
-      target: '≥ 0.5×',
-      met: ratioPerRound(messageCopyRates) >= 0.5,
-      command: 'in-process: bench/vscard-decode.ts, 16 KiB chunks of APDU messages',
-    });
-    rows.push({
-      name: 'VSCard decoder, MB/s (reference: copy of the same 16 KiB chunks, no framing)',
-      virtcard: median(decoderRates),
-      reference: median(chunkCopyRates),
-      ratio: ratioPerRound(chunkCopyRates),
-      target: 'informative',
-      met: undefined,
-      command: 'in-process: bench/vscard-decode.ts, 16 KiB chunks of APDU messages',
-      note: 'informative: memory bandwidth, no per-message work',
-    });
-    rows.push(...(await runHostRows(context)));
+    const { groups } = options;
+    if (groups.has('engine')) rows.push(...(await runEngineRows(context)));
+    const pcscGroups = new Set(PCSC_ROW_GROUPS.filter((group: PcscRowGroup) => groups.has(group)));
+    if (pcscGroups.size > 0) rows.push(...(await runPcscRows(context, pcscGroups)));
+    if (groups.has('decoder')) rows.push(...decoderRows(options));
+    if (groups.has('host')) rows.push(...(await runHostRows(context)));
 
     const minutes = (Date.now() - started) / 60_000;
     const report = buildReport(rows, describeMachine(), options, minutes);
