@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { logger, type Logger } from '../log/logger.js';
 import { NoCardError, type Reader } from '../reader/reader.js';
+import { writeDirect } from './direct-write.js';
 import { armTcpQuickAck } from './tcp-quickack.js';
 import {
   VPCD_MAX_PAYLOAD,
@@ -207,11 +208,15 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
   }
 
   private handleReceived(socket: Socket, decoder: VpcdFrameDecoder, chunk: Uint8Array): void {
-    // The kernel drops TCP_QUICKACK after a while, so re-arm it before the next read.
-    if (this.tcpQuickAck) armTcpQuickAck(socket);
     // A connection that carries traffic is healthy: the next failure starts the backoff anew.
     this.retryDelayMs = this.initialRetryDelayMs;
-    for (const payload of decoder.push(chunk)) {
+    const payloads = decoder.push(chunk);
+    // vpcd sends the rest of a frame only after this side acknowledges the
+    // first part (see send()). The read has normally sent that ACK already,
+    // because send() re-armed TCP_QUICKACK. Arming again forces the ACK out
+    // in case a response left through Node's queue after that re-arm.
+    if (this.tcpQuickAck && decoder.bufferedBytes > 0) armTcpQuickAck(socket);
+    for (const payload of payloads) {
       const message = classifyVpcdMessage(payload);
       if (this.queuedMessages === 0) {
         // Nothing in flight: handle the message now instead of after a promise hop.
@@ -297,22 +302,41 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
   }
 
   /** Handles one message from vpcd; never rejects, so the message chain keeps going. */
-  private async handleMessage(message: VpcdMessage, socket: Socket): Promise<void> {
-    if (socket !== this.socket) return;
+  private handleMessage(message: VpcdMessage, socket: Socket): Promise<void> {
+    if (socket !== this.socket) return Promise.resolve();
+    const onFailure = (error: unknown): void => this.handleFailure(error, message, socket);
+    if (message.kind !== 'apdu') return this.dispatch(message, socket).catch(onFailure);
+
+    // APDUs skip the async functions of dispatch(), because each of them
+    // costs a promise and a microtask on the path of every round trip.
+    let response: Promise<Uint8Array>;
     try {
-      await this.dispatch(message, socket);
+      response = this.reader.transmit(message.apdu);
     } catch (error) {
-      if (error instanceof NoCardError) {
-        this.log.info({ request: message.kind }, 'the reader has no card; disconnecting from vpcd');
-        if (socket === this.socket) this.closeSocket('card removed');
-        return;
-      }
-      this.log.error({ err: error, request: message.kind }, 'the reader failed to handle a vpcd request');
-      if (message.kind === 'apdu') this.send(socket, SW_NO_PRECISE_DIAGNOSIS);
+      onFailure(error);
+      return Promise.resolve();
     }
+    const onResponse = (bytes: Uint8Array): void => {
+      try {
+        this.sendResponse(message.apdu, bytes, socket);
+      } catch (error) {
+        onFailure(error);
+      }
+    };
+    return response.then(onResponse, onFailure);
   }
 
-  private async dispatch(message: VpcdMessage, socket: Socket): Promise<void> {
+  private handleFailure(error: unknown, message: VpcdMessage, socket: Socket): void {
+    if (error instanceof NoCardError) {
+      this.log.info({ request: message.kind }, 'the reader has no card; disconnecting from vpcd');
+      if (socket === this.socket) this.closeSocket('card removed');
+      return;
+    }
+    this.log.error({ err: error, request: message.kind }, 'the reader failed to handle a vpcd request');
+    if (message.kind === 'apdu') this.send(socket, SW_NO_PRECISE_DIAGNOSIS);
+  }
+
+  private async dispatch(message: Exclude<VpcdMessage, { kind: 'apdu' }>, socket: Socket): Promise<void> {
     switch (message.kind) {
       case 'power-off':
         this.log.debug('power off');
@@ -338,14 +362,10 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
       case 'empty':
         this.log.warn('ignoring an empty vpcd message');
         return;
-      case 'apdu':
-        await this.transmit(message.apdu, socket);
-        return;
     }
   }
 
-  private async transmit(apdu: Uint8Array, socket: Socket): Promise<void> {
-    const response = await this.reader.transmit(apdu);
+  private sendResponse(apdu: Uint8Array, response: Uint8Array, socket: Socket): void {
     if (this.log.isLevelEnabled('debug')) {
       // Only the header and the status word: the data field may be a PIN.
       this.log.debug(
@@ -367,7 +387,7 @@ export class VpcdCard extends EventEmitter<VpcdCardEvents> {
 
   private send(socket: Socket, payload: Uint8Array): void {
     if (socket !== this.socket || socket.destroyed) return;
-    socket.write(encodeVpcdFrame(payload));
+    writeDirect(socket, encodeVpcdFrame(payload));
 
     // Linux leaves quick-ACK mode after it sends data, and vpcd writes the
     // next command's length prefix and payload separately with Nagle on, so
