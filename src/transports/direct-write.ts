@@ -3,10 +3,10 @@
  * its file descriptor when Node has nothing queued for it, instead of going
  * through `socket.write()`.
  *
- * Node's stream write path (Writable, WriteWrap, the completion callback on
- * the next event loop turn) costs the vpcd card several microseconds of
- * JavaScript on every response, on the critical path of the round trip,
- * and wakes the event loop once more afterwards. A request/response peer
+ * Node's stream write path (Writable, WriteWrap, and the completion
+ * callback on the next event loop turn) costs the vpcd card JavaScript work
+ * on every response. It also runs one more event loop turn after each
+ * write, which a direct write skips. A request/response peer
  * such as vpcd has at most one response in flight, so the socket's send
  * buffer is nearly always empty and one write(2) takes the whole message.
  */
@@ -15,7 +15,8 @@ import { loadLibcSocketCalls, socketFd } from './libc-socket-calls.js';
 
 /**
  * Sends `data` on `socket`, in order after anything written before. Writes
- * directly when the socket is connected, uncorked and has no queued bytes.
+ * directly when the socket is connected, writable (not ended), uncorked and
+ * has no queued bytes.
  * Whatever the kernel did not take (a short write, EAGAIN, or any error)
  * goes through `socket.write()`, which queues it or reports the error as
  * usual. Returns whether every byte was written directly.
@@ -23,7 +24,8 @@ import { loadLibcSocketCalls, socketFd } from './libc-socket-calls.js';
 export function writeDirect(socket: Socket, data: Uint8Array): boolean {
   const calls = loadLibcSocketCalls();
   const fd = typeof calls === 'string' ? undefined : socketFd(socket);
-  if (typeof calls === 'string' || fd === undefined || socket.connecting || socket.writableLength > 0 || socket.writableCorked > 0) {
+  const direct = fd !== undefined && socket.writable && !socket.connecting && socket.writableLength === 0 && socket.writableCorked === 0;
+  if (typeof calls === 'string' || !direct) {
     socket.write(data);
     return false;
   }

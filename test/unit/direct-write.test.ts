@@ -68,7 +68,7 @@ test('direct write queues behind corked bytes', async () => {
     loopback.client.write(first);
     assert.equal(writeDirect(loopback.client, second), false, 'a corked socket must take the stream path');
     loopback.client.uncork();
-    // The stream may still hold bytes here; writeDirect must then queue behind them.
+    // The stream may still hold bytes here, and writeDirect must then queue behind them.
     writeDirect(loopback.client, third);
 
     const expected = Buffer.concat([first, second, third]);
@@ -112,5 +112,20 @@ test('direct write to reset peer fails over', { skip: linux ? false : 'the direc
   } finally {
     client.destroy();
     server.close();
+  }
+});
+
+test('direct write after end fails', async () => {
+  const loopback = await openLoopback();
+  try {
+    await once(loopback.client, 'connect');
+    loopback.client.end();
+    const failed = once(loopback.client, 'error');
+
+    assert.equal(writeDirect(loopback.client, Buffer.from('late')), false);
+    const [error] = (await failed) as [NodeJS.ErrnoException];
+    assert.equal(error.code, 'ERR_STREAM_WRITE_AFTER_END');
+  } finally {
+    close(loopback);
   }
 });
