@@ -1,13 +1,15 @@
 /**
  * A vpcd echo card with the minimum of work a Node.js card needs, as the
  * floor of the vpcd round-trip rows: one `onread` callback, frames parsed
- * in place, every APDU returned with 90 00, and the same TCP_QUICKACK calls
- * as `VpcdCard`.
+ * in place, every APDU returned with 90 00, and the same direct writes and
+ * TCP_QUICKACK calls as `VpcdCard` (after each write, and after a read that
+ * leaves a partial frame).
  * No reader, no promise, no logging. Runs until SIGTERM or SIGINT.
  *
  *   node dist/bench-bundle/vpcd-minimal-echo-card.js PORT
  */
 import { connect, type Socket } from 'node:net';
+import { writeDirect } from '../src/transports/direct-write.js';
 import { armTcpQuickAck } from '../src/transports/tcp-quickack.js';
 
 /** ATR of the echo card: a T=1 card with no historical bytes. */
@@ -29,7 +31,6 @@ function serve(port: number): Socket {
     onread: {
       buffer: Buffer.allocUnsafe(2 + 0xffff),
       callback: (bytesRead: number, buffer: Uint8Array): boolean => {
-        armTcpQuickAck(socket);
         const received = buffer.subarray(0, bytesRead);
         const bytes = partial.length === 0 ? received : Buffer.concat([partial, received]);
         let offset = 0;
@@ -41,16 +42,18 @@ function serve(port: number): Socket {
             response.set(bytes.subarray(offset + 2, offset + 2 + length), 2);
             response[2 + length] = 0x90;
             response[3 + length] = 0x00;
-            socket.write(response);
+            writeDirect(socket, response);
             armTcpQuickAck(socket);
           } else if (length === 1 && bytes[offset + 2] === VPCD_GET_ATR) {
             const response = frame(ATR.length);
             response.set(ATR, 2);
-            socket.write(response);
+            writeDirect(socket, response);
+            armTcpQuickAck(socket);
           }
           offset += 2 + length;
         }
         partial = Buffer.from(bytes.subarray(offset));
+        if (partial.length > 0) armTcpQuickAck(socket);
         return true;
       },
     },
