@@ -14,7 +14,7 @@ import { MESSAGE_TRACE_LEVEL } from '../vscard/client-session.js';
 import { CONSOLE_HELP, startConsole } from './client-console.js';
 import { addPcscOptions, runPcscRelay, wantsPcscRelay, type PcscCommandOptions } from './client-pcsc.js';
 import { DEFAULT_CLIENT_READER_NAME, openClientIdentity, type ClientIdentityOptions } from './client-identity.js';
-import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
+import { addCacCardFormatOptions, cacCardFormat, checkCacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
 import {
   addCardTypeOptions,
   checkPcscRelayCardOptions,
@@ -80,6 +80,7 @@ export async function runClient(host: string, port: number, options: ClientComma
   let debugLevel = options.d ?? (options.trace ? 1 : 0);
   if (debugLevel >= MESSAGE_TRACE_LEVEL) setLogLevel('debug');
 
+  checkCacCardFormat(options.card === 'piv' ? 'PIV' : 'CAC', options);
   checkVscclientCardOptions(options);
 
   // Listen for signals before the slow start-up, so an early Ctrl-C still shuts down cleanly.
@@ -95,6 +96,8 @@ export async function runClient(host: string, port: number, options: ClientComma
     (store) => createCacCard(store, { pinRetries: options.pinRetries, ...cacCardFormat(options) }),
   );
   try {
+    // A soft=(…,PIV,…) card of -e is known only now.
+    checkCacCardFormat(opened.kind, options);
     const card = opened.card;
     card.reset();
     const reader = new EmulatedReader(readerName, card);

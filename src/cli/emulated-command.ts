@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { createCacCard, EmulatedReader, warmUpCacCard } from '../cac/index.js';
 import { logger, setLogLevel } from '../log/logger.js';
-import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
+import { addCacCardFormatOptions, cacCardFormat, checkCacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
 import { addCardTypeOptions, openCard, type CardTypeOptions } from './card-type-options.js';
 import { addExportOptions, startExports, type ExportOptions } from './export-options.js';
 import { addIdentityOptions, openIdentity, type IdentityOptions } from './identity-options.js';
@@ -80,6 +80,7 @@ export async function runEmulated(options: EmulatedCommandOptions): Promise<void
     throw new Error('no export given: add --usbredir ADDR:PORT for QEMU, --usbip ADDR:PORT for a USB/IP client or --vpcd ADDR:PORT for pcscd');
   }
 
+  checkCacCardFormat(options.card === 'piv' ? 'PIV' : 'CAC', options);
   const stopSignal = waitForStopSignal();
   const cacOptions = { pinRetries: options.pinRetries, ...cacCardFormat(options) };
   const opened = await openCard(
@@ -92,6 +93,7 @@ export async function runEmulated(options: EmulatedCommandOptions): Promise<void
     },
   );
   try {
+    checkCacCardFormat(opened.kind, options);
     opened.card.reset();
     const reader = new EmulatedReader(`${READER_NAME_PREFIX} ${opened.kind}`, opened.card);
     log.info(

@@ -7,7 +7,7 @@ import { createCacCard } from '../cac/index.js';
 import { EmulatedReader } from '../card/emulated-reader.js';
 import { logger, setLogLevel } from '../log/logger.js';
 import { VPCD_DEFAULT_HOST, VPCD_DEFAULT_PORT, VpcdCard } from '../transports/vpcd.js';
-import { addCacCardFormatOptions, cacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
+import { addCacCardFormatOptions, cacCardFormat, checkCacCardFormat, type CacCardFormatOptions } from './cac-card-options.js';
 import { addCardTypeOptions, openCard, type CardTypeOptions } from './card-type-options.js';
 import { addIdentityOptions, openIdentity, type IdentityOptions } from './identity-options.js';
 
@@ -47,6 +47,7 @@ function waitForStopSignal(): Promise<NodeJS.Signals> {
 export async function runVpcd(options: VpcdCommandOptions): Promise<void> {
   if (options.verbose) setLogLevel('debug');
 
+  checkCacCardFormat(options.card === 'piv' ? 'PIV' : 'CAC', options);
   // Listen for signals before the slow start-up, so an early Ctrl-C still shuts down cleanly.
   const stopSignal = waitForStopSignal();
   const opened = await openCard(
@@ -55,6 +56,7 @@ export async function runVpcd(options: VpcdCommandOptions): Promise<void> {
     (store) => createCacCard(store, { pinRetries: options.pinRetries, ...cacCardFormat(options) }),
   );
   try {
+    checkCacCardFormat(opened.kind, options);
     const reader = new EmulatedReader(READER_NAME, opened.card);
     log.info(
       {

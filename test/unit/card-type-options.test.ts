@@ -14,6 +14,7 @@ import {
   PIV_PASSPHRASE_VARIABLE,
   type CardTypeOptions,
 } from '../../src/cli/card-type-options.js';
+import { checkCacCardFormat } from '../../src/cli/cac-card-options.js';
 import { clientCommand } from '../../src/cli/client-command.js';
 import { emulatedCommand } from '../../src/cli/emulated-command.js';
 import { addIdentityOptions, type IdentityOptions } from '../../src/cli/identity-options.js';
@@ -161,4 +162,25 @@ test('soft CAC card conflicts with --card piv', async () => {
   );
   const opened = await openCard(parse([]), () => Promise.resolve({ store, cardType: 'cac' }), (cacStore) => createCacCard(cacStore));
   assert.equal(opened.kind, 'CAC');
+});
+
+test('cert compression is for CAC cards', () => {
+  assert.throws(() => checkCacCardFormat('PIV', { certCompression: 'zlib' }), { name: 'IdentityOptionsError', message: /--cert-compression zlib .* PIV card; drop --cert-compression/ });
+  assert.doesNotThrow(() => checkCacCardFormat('CAC', { certCompression: 'zlib' }));
+  assert.doesNotThrow(() => checkCacCardFormat('PIV', { certCompression: 'none' }));
+});
+
+test('commands reject zlib with --card piv', async () => {
+  // Each command must stop before it creates the state file.
+  const stateFile = join(tmpdir(), 'never-created-zlib.json');
+  const runs: Array<[Command, string[]]> = [
+    [vpcdCommand(), ['--card', 'piv', '--piv-state', stateFile, '--cert-compression', 'zlib']],
+    [emulatedCommand(), ['--card', 'piv', '--piv-state', stateFile, '--cert-compression', 'zlib', '--vpcd', '127.0.0.1:1']],
+    [clientCommand(), ['--card', 'piv', '--piv-state', stateFile, '--cert-compression', 'zlib', '127.0.0.1', '2001']],
+  ];
+  for (const [command, args] of runs) {
+    command.exitOverride().configureOutput({ writeErr: () => undefined });
+    await assert.rejects(command.parseAsync(args, { from: 'user' }), { name: 'IdentityOptionsError', message: /--cert-compression zlib/ }, command.name());
+    assert.equal(existsSync(stateFile), false, `${command.name()} must not create the state file`);
+  }
 });
