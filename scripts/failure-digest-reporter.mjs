@@ -33,7 +33,7 @@ export default async function* failureDigest(source) {
   }
 }
 
-/** The message of a test failure; the runner wraps the thrown error in its `cause`. */
+/** Returns the message of a test failure. The runner wraps the thrown error in its `cause`. */
 function failureMessage(error) {
   const thrown = error?.cause ?? error;
   if (thrown instanceof Error) return thrown.message;

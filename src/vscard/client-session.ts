@@ -72,11 +72,11 @@ export const MESSAGE_TRACE_LEVEL = 11;
  * clears its queue of unread bulk-IN messages when the card is removed
  * (ccid_card_card_removed calls ccid_reset), so a response sent just before
  * CardRemove is lost and the guest's command never ends. The guest reads a
- * response within milliseconds, but the same reset also drops the answers to
+ * response within milliseconds, but the same reset also drops the responses to
  * the guest's own CCID commands (Escape, GetSlotStatus), so CardRemove must
  * not wait so long that it falls into the guest's next burst of activity.
- * 250 ms passed every guest test, also on a host with both cores busy; one
- * second lost a guest answer there.
+ * 250 ms passed every guest test, also on a host with both cores busy, and
+ * a quiet time of one second lost a guest response there.
  */
 export const CARD_REMOVE_GRACE_MS = 250;
 
@@ -271,7 +271,7 @@ export class VscClientSession {
   }
 
   /**
-   * Tells whether CardRemove can go out without losing a reply: no APDU is
+   * Returns whether CardRemove can go out without losing a reply: no APDU is
    * waiting for the card, and the last reply is older than the quiet time.
    * An APDU that was in flight when the card went away still gets its reply
    * (6F 00 from a relayed card, or VSC_Error), and QEMU would drop that reply

@@ -14,9 +14,9 @@
  *
  * The child also runs with V8's optimizing and baseline compilers, lazy
  * feedback allocation and bytecode flushing off. With them on, V8 adds and
- * drops compiled code on its own schedule, and heap used after full
- * garbage collection moved by up to 133 KiB between identical rounds of
- * 200 clients (Node.js 20.20), which would hide a leak of a few objects per
+ * drops compiled code on its own schedule. Heap used after full garbage
+ * collection then moved by up to 133 KiB between identical rounds of 200
+ * clients (Node.js 20.20), enough to hide a leak of a few objects per
  * client. With them off it moves by about 1 KiB. The data a connection
  * leaves behind does not depend on the compiler tier.
  */
@@ -72,11 +72,11 @@ const ECHO_ATR = Uint8Array.of(0x3b, 0x02, 0x14, 0x50);
  * the server's session and reader clean-up.
  */
 type Behaviour =
-  /** Answers every command, sends a stray response, removes card and reader, then half-closes. */
+  /** Replies to every command, sends a stray response, removes card and reader, then half-closes. */
   | 'clean'
-  /** Answers every command, then destroys the socket in the middle of a VSC_APDU message. */
+  /** Replies to every command, then destroys the socket in the middle of a VSC_APDU message. */
   | 'drop-mid-message'
-  /** Answers the first command with VSC_Error and destroys the socket while the second waits. */
+  /** Replies to the first command with VSC_Error and destroys the socket while the second waits. */
   | 'command-pending'
   /** Answers every command, then sends an unknown message type, so the server closes the connection. */
   | 'invalid-stream'

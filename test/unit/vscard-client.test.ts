@@ -266,7 +266,7 @@ test('client reports card removal and insertion', async () => {
   });
 });
 
-/** An echo reader whose card stops answering until `release` is called, like a relayed card that hangs. */
+/** An echo reader whose card stops responding until `release` is called, like a relayed card that hangs. */
 class StalledReader extends EchoReader {
   private gate: Promise<void> | undefined;
   release: () => void = () => undefined;
