@@ -6,7 +6,7 @@
  * PKCS#11 module. The client side of the round trips is pcsc-loop.c.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startPrivatePcscd, type PrivatePcscd } from '../test/support/private-pcscd.js';
@@ -22,8 +22,12 @@ const VPCD_READER = 'Virtual PCD 00 00';
 /** Path of the PKCS#11 module that Debian's opensc-pkcs11 installs. */
 const OPENSC_MODULE = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
 
-/** virtcard-files is virtcard's CAC card on PEM key files instead of the NSS database. */
-type CardKind = 'echo' | 'virtcard' | 'virtcard-files' | 'libcacard' | 'vicc';
+/**
+ * virtcard-files is virtcard's CAC card on PEM key files instead of the NSS
+ * database; replay is a Node.js card that responds from a recording
+ * of virtcard's CAC card (vpcd-replay-card.ts).
+ */
+type CardKind = 'echo' | 'virtcard' | 'virtcard-files' | 'libcacard' | 'vicc' | 'replay';
 
 interface RunningCard {
   child: ChildProcess;
@@ -46,12 +50,19 @@ function cardCommand(kind: CardKind, context: BenchContext, port: string): [stri
       return [context.libcacardDriver, ['vpcd', context.nssDatabase, '127.0.0.1', port]];
     case 'vicc':
       return ['vicc', viccArguments(Number(port))];
+    case 'replay':
+      return [process.execPath, [path.join(context.scriptFolder, 'vpcd-replay-card.js'), port, recordingFile(context)]];
   }
 }
 
-function startCard(kind: CardKind, context: BenchContext, pcscd: PrivatePcscd): RunningCard {
+/** File where virtcard's responses to pkcs11-tool -O are recorded for the replay card. */
+function recordingFile(context: BenchContext): string {
+  return path.join(context.workFolder, 'pkcs11-tool-recording.json');
+}
+
+function startCard(kind: CardKind, context: BenchContext, pcscd: PrivatePcscd, extraEnv: NodeJS.ProcessEnv = {}): RunningCard {
   const [command, args] = cardCommand(kind, context, String(pcscd.vpcdPort));
-  const baseEnv = { ...process.env, VIRTCARD_LOG_LEVEL: 'warn', VIRTCARD_BENCH_PIN: context.pin };
+  const baseEnv = { ...process.env, VIRTCARD_LOG_LEVEL: 'warn', VIRTCARD_BENCH_PIN: context.pin, ...extraEnv };
   // Debian 12's vicc needs PYTHONPATH additions to load its own module and PyCryptodome.
   const env = kind === 'vicc' ? viccEnvironment(baseEnv) : baseEnv;
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
@@ -121,6 +132,11 @@ async function interleave(
   return results;
 }
 
+/** Turns a row into one without a target: shown with its ratio and `note`, never met or missed. */
+function informative(row: BenchRow, note: string): BenchRow {
+  return { ...row, target: 'informative', met: undefined, note };
+}
+
 function ratioRow(
   name: string,
   values: Map<CardKind, number[]>,
@@ -167,12 +183,10 @@ async function roundTripRows(context: BenchContext, pcscd: PrivatePcscd): Promis
 
   const viccRow: BenchRow =
     viccProblem === undefined
-      ? {
-          ...ratioRow('vpcd round trips/s, virtcard echo card (reference: vsmartcard vicc)', roundTrips, 'echo', 'vicc', 1.0, true, loopCommand),
-          target: 'informative',
-          met: undefined,
-          note: 'informative: vicc --type iso7816',
-        }
+      ? informative(
+          ratioRow('vpcd round trips/s, virtcard echo card (reference: vsmartcard vicc)', roundTrips, 'echo', 'vicc', 1.0, true, loopCommand),
+          'informative: vicc --type iso7816',
+        )
       : {
           name: 'vpcd round trips/s, vsmartcard vicc',
           virtcard: undefined,
@@ -194,7 +208,8 @@ async function roundTripRows(context: BenchContext, pcscd: PrivatePcscd): Promis
  * Times `pkcs11-tool -O` against virtcard's card and libcacard's. The first
  * run after the card starts meets cold code (V8 compiles virtcard's card
  * lazily), so each round times one cold run and then the median of three
- * warm runs.
+ * warm runs. A third card replays virtcard's recorded responses on a minimal
+ * Node.js transport: the time any Node.js card needs behind vpcd.
  */
 async function listObjectsRows(context: BenchContext, pcscd: PrivatePcscd, clientEnv: NodeJS.ProcessEnv): Promise<BenchRow[]> {
   const listObjectsOnce = async (): Promise<number> => {
@@ -203,11 +218,22 @@ async function listObjectsRows(context: BenchContext, pcscd: PrivatePcscd, clien
     if (certificates !== 3) throw new Error(`pkcs11-tool -O listed ${certificates} certificates instead of 3:\n${result.stdout}${result.stderr}`);
     return result.seconds;
   };
-  const warmListObjects = new Map<CardKind, number[]>([
-    ['virtcard', []],
-    ['libcacard', []],
-  ]);
-  const coldListObjects = await interleave(['virtcard', 'libcacard'], context, pcscd, async (kind) => {
+  // Record a cold and a warm run, so the replay card has the responses to both.
+  const recorder = startCard('virtcard', context, pcscd, { VIRTCARD_BENCH_RECORD: recordingFile(context) });
+  try {
+    await waitForCard(context, pcscd, 'virtcard', recorder);
+    await listObjectsOnce();
+    await listObjectsOnce();
+  } finally {
+    await recorder.stop();
+  }
+  if (!existsSync(recordingFile(context))) {
+    throw new Error(`virtcard's card wrote no recording to ${recordingFile(context)}: ${recorder.stderr().trim()}`);
+  }
+
+  const kinds: CardKind[] = ['virtcard', 'libcacard', 'replay'];
+  const warmListObjects = new Map<CardKind, number[]>(kinds.map((kind) => [kind, []]));
+  const coldListObjects = await interleave(kinds, context, pcscd, async (kind) => {
     const cold = await listObjectsOnce();
     const warm = [await listObjectsOnce(), await listObjectsOnce(), await listObjectsOnce()];
     warmListObjects.get(kind)!.push(median(warm));
@@ -232,6 +258,42 @@ async function listObjectsRows(context: BenchContext, pcscd: PrivatePcscd, clien
       1.0,
       false,
       'pkcs11-tool --module opensc-pkcs11.so -O',
+    ),
+    informative(
+      ratioRow(
+        'pkcs11-tool -O wall time, s, first run after the card starts (reference: Node.js card replaying virtcard\'s responses)',
+        coldListObjects,
+        'virtcard',
+        'replay',
+        1.0,
+        false,
+        'pkcs11-tool --module opensc-pkcs11.so -O',
+      ),
+      'informative: the reference runs no card engine',
+    ),
+    informative(
+      ratioRow(
+        'pkcs11-tool -O wall time, s, later runs (reference: Node.js card replaying virtcard\'s responses)',
+        warmListObjects,
+        'virtcard',
+        'replay',
+        1.0,
+        false,
+        'pkcs11-tool --module opensc-pkcs11.so -O',
+      ),
+      'informative: the reference runs no card engine',
+    ),
+    informative(
+      ratioRow(
+        'pkcs11-tool -O wall time, s, later runs, Node.js replay card (reference: libcacard card)',
+        warmListObjects,
+        'replay',
+        'libcacard',
+        1.0,
+        false,
+        'pkcs11-tool --module opensc-pkcs11.so -O',
+      ),
+      'informative: the floor of a Node.js card behind vpcd',
     ),
   ];
 }

@@ -7,6 +7,9 @@
  *   node dist/bench/vpcd-card-server.js echo PORT
  *   node dist/bench/vpcd-card-server.js cac PORT NSS_DB
  *   node dist/bench/vpcd-card-server.js cac-files PORT KEY_FOLDER
+ *
+ * With VIRTCARD_BENCH_RECORD set to a file name, the card's APDU exchanges
+ * are written to that file on exit, for vpcd-replay-card.js.
  */
 import path from 'node:path';
 import { openKeyFiles } from '../src/backends/files.js';
@@ -17,6 +20,7 @@ import { EchoReader } from '../src/reader/echo-reader.js';
 import type { Reader } from '../src/reader/reader.js';
 import { VpcdCard } from '../src/transports/vpcd.js';
 import { BENCH_NICKNAMES } from './apdus.js';
+import { recordApdus } from './apdu-recording.js';
 
 function openBenchKeyFiles(folder: string): Promise<KeyStore> {
   const pin = process.env.VIRTCARD_BENCH_PIN;
@@ -45,12 +49,15 @@ async function main(): Promise<void> {
     reader = createCacReader('virtcard CAC', store);
   }
   const closeStore = (): Promise<void> => store?.close() ?? Promise.resolve();
+  const recordFile = process.env.VIRTCARD_BENCH_RECORD;
+  const recorder = recordFile === undefined || recordFile === '' ? undefined : recordApdus(reader, recordFile);
 
   const card = new VpcdCard(reader, { host: '127.0.0.1', port, initialRetryDelayMs: 50, maxRetryDelayMs: 200 });
   card.start();
 
   const shutdown = async (): Promise<void> => {
     await card.stop();
+    recorder?.save();
     await closeStore();
     process.exit(0);
   };
