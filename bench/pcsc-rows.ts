@@ -24,10 +24,11 @@ const OPENSC_MODULE = '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so';
 
 /**
  * virtcard-files is virtcard's CAC card on PEM key files instead of the NSS
- * database; replay is a Node.js card that responds from a recording
- * of virtcard's CAC card (vpcd-replay-card.ts).
+ * database. minimal-echo and replay run the least a Node.js card needs
+ * (vpcd-minimal-card.ts): minimal-echo returns each APDU with 90 00, and
+ * replay responds from a recording of virtcard's CAC card.
  */
-type CardKind = 'echo' | 'virtcard' | 'virtcard-files' | 'libcacard' | 'vicc' | 'replay';
+type CardKind = 'echo' | 'virtcard' | 'virtcard-files' | 'libcacard' | 'vicc' | 'minimal-echo' | 'replay';
 
 interface RunningCard {
   child: ChildProcess;
@@ -50,6 +51,8 @@ function cardCommand(kind: CardKind, context: BenchContext, port: string): [stri
       return [context.libcacardDriver, ['vpcd', context.nssDatabase, '127.0.0.1', port]];
     case 'vicc':
       return ['vicc', viccArguments(Number(port))];
+    case 'minimal-echo':
+      return [process.execPath, [path.join(context.scriptFolder, 'vpcd-minimal-echo-card.js'), port]];
     case 'replay':
       return [process.execPath, [path.join(context.scriptFolder, 'vpcd-replay-card.js'), port, recordingFile(context)]];
   }
@@ -169,7 +172,7 @@ async function roundTripRows(context: BenchContext, pcscd: PrivatePcscd): Promis
   const apdu = toHex(SELECT_PKI_APDU);
   const cardFailures = new Map<CardKind, string>();
   const roundTrips = await interleave(
-    ['echo', 'virtcard', 'libcacard', 'vicc'],
+    ['echo', 'virtcard', 'libcacard', 'minimal-echo', 'vicc'],
     context,
     pcscd,
     async () => {
@@ -200,6 +203,14 @@ async function roundTripRows(context: BenchContext, pcscd: PrivatePcscd): Promis
   return [
     ratioRow('vpcd round trips/s, virtcard CAC card (reference: echo card)', roundTrips, 'virtcard', 'echo', 0.95, true, loopCommand),
     ratioRow('vpcd round trips/s, virtcard CAC card (reference: libcacard card)', roundTrips, 'virtcard', 'libcacard', 1.0, true, loopCommand),
+    informative(
+      ratioRow('vpcd round trips/s, virtcard CAC card (reference: minimal Node.js echo card)', roundTrips, 'virtcard', 'minimal-echo', 1.0, true, loopCommand),
+      'informative: the reference runs no reader and no card engine',
+    ),
+    informative(
+      ratioRow('vpcd round trips/s, minimal Node.js echo card (reference: libcacard card)', roundTrips, 'minimal-echo', 'libcacard', 1.0, true, loopCommand),
+      'informative: the floor of a Node.js card behind vpcd',
+    ),
     viccRow,
   ];
 }
