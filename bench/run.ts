@@ -144,7 +144,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   const onlyIndex = argv.indexOf('--only');
   const groups = onlyIndex < 0 ? new Set(ROW_GROUPS) : parseGroups(argv[onlyIndex + 1]);
   return {
-    // Nine rounds: with five, the median ratio of one row still moved by about 15 % between runs here.
+    // Nine rounds, because the median ratio of one row moved by about 15 % between five-round runs here.
     rounds: valueOf('--rounds', 9),
     seconds: valueOf('--seconds', 1.5),
     // A partial table must not replace the full one on the page.
