@@ -1,10 +1,10 @@
 /**
  * The minimum of work a Node.js card behind vpcd needs, as the floor of the
- * vpcd rows: one `onread` callback, frames parsed in place, and the same direct
- * writes and TCP_QUICKACK calls as `VpcdCard` (after each write, and after a
- * read that leaves a partial frame). No reader, no promise, no logging.
- * The caller supplies the ATR and a synchronous function that returns the
- * response APDU to each command APDU.
+ * vpcd rows. It has one `onread` callback and parses frames in place. It
+ * makes the same direct writes and TCP_QUICKACK calls as `VpcdCard`: after
+ * each write, and after a read that leaves a partial frame. There is no
+ * reader, no promise and no logging. The caller supplies the ATR and a
+ * synchronous function that returns the response APDU to each command APDU.
  */
 import { connect, type Socket } from 'node:net';
 import { writeDirect } from '../src/transports/direct-write.js';

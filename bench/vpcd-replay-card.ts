@@ -12,11 +12,13 @@
  * responses (GET RESPONSE after READ BUFFER of two different files), so the
  * card does not look commands up. It walks the recording in order instead.
  * Each command gets the response of the next recorded exchange with the
- * same command, searched from the last match and wrapping round at the end,
- * so a client that repeats the recorded sequence (pkcs11-tool -O run after
- * run) finds it at once. A command that is nowhere in the recording gets
- * 6F 00, and the count of those is printed on exit. pkcs11-tool -O then
- * lists fewer certificates, which the benchmark checks.
+ * same command. The search starts after the last match and wraps round at
+ * the end. A client that repeats the recorded sequence (pkcs11-tool -O run
+ * after run) therefore finds each command at once. A command that is
+ * nowhere in the recording gets 6F 00, and the count of those is printed on
+ * exit. pkcs11-tool -O then lists fewer certificates, which the benchmark
+ * checks. VERIFY commands are not recorded (they carry the PIN), so they
+ * get 6F 00 too.
  */
 import { readFileSync } from 'node:fs';
 import { portArgument, serveMinimalVpcdCard } from './vpcd-minimal-card.js';
@@ -32,7 +34,13 @@ if (recordingPath === undefined) {
   process.exit(2);
 }
 
-const recording = JSON.parse(readFileSync(recordingPath, 'utf8')) as ApduRecording;
+let recording: ApduRecording;
+try {
+  recording = JSON.parse(readFileSync(recordingPath, 'utf8')) as ApduRecording;
+} catch (error) {
+  console.error(`vpcd-replay-card: reading the recording ${recordingPath} failed: ${String(error)}; record one with VIRTCARD_BENCH_RECORD`);
+  process.exit(1);
+}
 const exchanges = recording.exchanges.map((exchange) => ({
   command: Buffer.from(exchange.command, 'hex'),
   response: Buffer.from(exchange.response, 'hex'),
