@@ -9,17 +9,7 @@
 import { connect, type Socket } from 'node:net';
 import { writeDirect } from '../src/transports/direct-write.js';
 import { armTcpQuickAck } from '../src/transports/tcp-quickack.js';
-
-const VPCD_GET_ATR = 0x04;
-
-/** Builds a frame: the 2-byte big-endian length, then the payload. */
-function frame(payload: Uint8Array): Buffer {
-  const bytes = Buffer.allocUnsafe(2 + payload.length);
-  bytes[0] = payload.length >> 8;
-  bytes[1] = payload.length & 0xff;
-  bytes.set(payload, 2);
-  return bytes;
-}
+import { VpcdControl, encodeVpcdFrame } from '../src/transports/vpcd-codec.js';
 
 /** Connects to the vpcd slot on 127.0.0.1:`port` and serves until the socket closes. */
 export function serveMinimalVpcdCard(port: number, atr: Uint8Array, respond: (command: Uint8Array) => Uint8Array): Socket {
@@ -40,10 +30,10 @@ export function serveMinimalVpcdCard(port: number, atr: Uint8Array, respond: (co
           // 1-byte messages are vpcd's control codes, and only GET ATR gets a response.
           const payload = bytes.subarray(offset + 2, offset + 2 + length);
           if (length > 1) {
-            writeDirect(socket, frame(respond(payload)));
+            writeDirect(socket, encodeVpcdFrame(respond(payload)));
             armTcpQuickAck(socket);
-          } else if (length === 1 && payload[0] === VPCD_GET_ATR) {
-            writeDirect(socket, frame(atr));
+          } else if (length === 1 && payload[0] === VpcdControl.getAtr) {
+            writeDirect(socket, encodeVpcdFrame(atr));
             armTcpQuickAck(socket);
           }
           offset += 2 + length;
